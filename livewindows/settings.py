@@ -1,0 +1,74 @@
+"""Configuration from the environment (SPEC §6); CLI flags override.
+
+One settings class for every command, so a variable means the same thing to
+the producer, the worker, replay and the tests. Secrets are `SecretStr` so they
+never appear in a repr or a log line.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(Exception):
+    """Bad or missing configuration: a one-line message for the operator."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+
+    video_events_token: SecretStr | None = None
+    cf_webhook_secret: SecretStr | None = None
+    fastpix_webhook_secret: SecretStr | None = None
+    gjirafa_webhook_token: SecretStr | None = None
+
+    window_grace_ms: int = Field(5000, gt=0)
+    reconnect_window_s: int = Field(60, gt=0)
+    tick_interval_ms: int = Field(1000, gt=0)
+
+    events_topic: str = "video.live-input-events"
+    windows_topic: str = "video.disconnect-windows"
+    late_topic: str = "video.live-input-events.late"
+    dlq_topic: str = "video.live-input-events.dlq"
+    topic_partitions: int = Field(6, gt=0)
+    topic_replication: int = Field(1, gt=0)
+
+    max_body_bytes: int = Field(65536, gt=0)
+    publish_timeout_ms: int = Field(5000, gt=0)
+
+    @field_validator("events_topic", "windows_topic", "late_topic", "dlq_topic")
+    @classmethod
+    def _topic_name(cls, name: str) -> str:
+        import re
+
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", name) or name in (".", ".."):
+            raise ValueError(f"not a valid Kafka topic name: {name!r}")
+        return name
+
+    @property
+    def topics(self) -> tuple[str, str, str, str]:
+        return (self.events_topic, self.windows_topic, self.late_topic, self.dlq_topic)
+
+
+def secret_values(secret: SecretStr | None) -> tuple[str, ...]:
+    """The comma-separated values of a rotating secret, blanks dropped."""
+    if secret is None:
+        return ()
+    return tuple(part.strip() for part in secret.get_secret_value().split(",") if part.strip())
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment with CLI overrides; errors become `ConfigError`."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']).upper() or 'settings'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from None
