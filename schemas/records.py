@@ -31,7 +31,7 @@ class Event(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    schema_: Literal["livewindows/event/v1"] = Field(EVENT_SCHEMA, alias="schema")
+    schema_: Literal["livewindows/event/v1"] = Field("livewindows/event/v1", alias="schema")
     event_id: str = Field(min_length=1)
     provider: Provider
     input_id: str = Field(min_length=1)
@@ -52,7 +52,7 @@ class Tick(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    schema_: Literal["livewindows/tick/v1"] = Field(TICK_SCHEMA, alias="schema")
+    schema_: Literal["livewindows/tick/v1"] = Field("livewindows/tick/v1", alias="schema")
     received_at: str = Timestamp
 
 
@@ -61,7 +61,7 @@ class Window(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    schema_: Literal["livewindows/window/v1"] = Field(WINDOW_SCHEMA, alias="schema")
+    schema_: Literal["livewindows/window/v1"] = Field("livewindows/window/v1", alias="schema")
     type: WindowType
     window_id: str = Field(pattern=r"^[0-9a-f]{32}$")
     provider: Provider

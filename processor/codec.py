@@ -1,0 +1,103 @@
+"""Bytes on the events topic to core records, and core outputs to bytes.
+
+The shell's validation boundary (STYLE rule 5): whatever reaches `process` has
+been checked here; whatever cannot be decoded raises `DecodeError` and goes to
+the DLQ. Only the fields the window algorithm needs are validated (the payload is
+carried opaquely in `Event.value`), which keeps the hot path to one JSON parse.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from processor.windows import Event, LateEvent, Record, Tick, WindowRecord
+from schemas.records import TICK_KEY, TICK_SCHEMA, Kind, Provider
+from schemas.timestamps import InvalidTimestamp, format_ms, parse_ms
+
+__all__ = ["DecodeError", "decode", "encode_late", "encode_tick", "encode_window"]
+
+_TIMESTAMP = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
+
+
+class DecodeError(ValueError):
+    """A record that is not a valid event or tick of the contract."""
+
+
+class _EventFields(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    schema_: Literal["livewindows/event/v1"] = Field(alias="schema")
+    event_id: str = Field(min_length=1)
+    provider: Provider
+    input_id: str = Field(min_length=1)
+    kind: Kind
+    occurred_at: str = Field(pattern=_TIMESTAMP)
+    received_at: str = Field(pattern=_TIMESTAMP)
+    reconnect_window_s: int | None = Field(default=None, ge=0)
+
+
+class _TickFields(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    schema_: Literal["livewindows/tick/v1"] = Field(alias="schema")
+    received_at: str = Field(pattern=_TIMESTAMP)
+
+
+_RecordFields = Annotated[_EventFields | _TickFields, Field(discriminator="schema_")]
+_RECORD: TypeAdapter[_EventFields | _TickFields] = TypeAdapter(_RecordFields)  # type: ignore[arg-type]
+
+
+def decode(key: bytes | None, value: bytes | None) -> Record:
+    """One record of the events topic; raises `DecodeError` naming what is wrong."""
+    if not value:
+        raise DecodeError("empty record value")
+    try:
+        fields = _RECORD.validate_json(value)
+    except ValidationError as exc:
+        raise DecodeError(_describe(exc)) from None
+    try:
+        if isinstance(fields, _TickFields):
+            return Tick(parse_ms(fields.received_at))
+        event_key = f"{fields.provider}:{fields.input_id}"
+        if key is not None and key != event_key.encode():
+            raise DecodeError(f"record key {key!r} is not {event_key!r}")
+        return Event(
+            event_id=fields.event_id,
+            key=event_key,
+            provider=fields.provider,
+            input_id=fields.input_id,
+            kind=fields.kind,
+            occurred_ms=parse_ms(fields.occurred_at),
+            received_ms=parse_ms(fields.received_at),
+            reconnect_window_s=fields.reconnect_window_s,
+            value=value,
+        )
+    except InvalidTimestamp as exc:
+        raise DecodeError(str(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors(include_url=False)[:5]:
+        where = ".".join(str(part) for part in error["loc"]) or "record"
+        problems.append(f"{where}: {error['msg']}")
+    return "; ".join(problems)
+
+
+def encode_window(window: WindowRecord) -> tuple[bytes, bytes]:
+    return window.key.encode(), orjson.dumps(window.to_dict())
+
+
+def encode_late(late: LateEvent) -> tuple[bytes, bytes]:
+    record = orjson.loads(late.event.value)
+    record["late_reason"] = late.reason
+    return late.event.key.encode(), orjson.dumps(record)
+
+
+def encode_tick(received_ms: int) -> tuple[bytes, bytes]:
+    return TICK_KEY.encode(), orjson.dumps(
+        {"schema": TICK_SCHEMA, "received_at": format_ms(received_ms)}
+    )

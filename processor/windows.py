@@ -1,0 +1,474 @@
+"""Disconnect windows as a pure state machine: SPEC §5, rule for rule.
+
+Nothing here does I/O, reads a clock, logs or knows about Kafka or Faust: time
+enters only through records (`received_at` of events, ticks). Faust, replay and
+the tests all drive `process`, so the windows are a function of the events
+topic alone.
+
+Invariants (checked by the tests in tests/processor/):
+- Per partition the watermark `W` never decreases; it is the largest
+  `received_at` of the non-duplicate events and ticks processed so far.
+- An event leaves its input's buffer exactly once, when `received_at + grace <= W`:
+  applied, or published late. Either way its id is then *seen*, and a record with
+  a seen or buffered id is a duplicate that changes nothing.
+- Per input, events are applied in (`occurred_at`, `event_id`) order and the last
+  applied time `L` never decreases, so `closed_at >= opened_at` for every window.
+- At most one window is open per input, and each opened window is closed exactly
+  once: `reconnected`, `ended`, or `timed_out` at `opened_at + reconnect window`.
+- `window_id` depends only on the input and the opening event, so a window
+  recomputed by a replay or after a crash has the same id and content.
+
+`process` updates the `PartitionState` it is given and returns it. Changed inputs
+are written back with `inputs[key] = state` (never only mutated), so a mapping
+backed by a changelog-table sees every change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from schemas.timestamps import format_ms
+
+__all__ = [
+    "Config",
+    "DuplicateEvent",
+    "Event",
+    "InputState",
+    "LateEvent",
+    "OpenWindow",
+    "Output",
+    "PartitionState",
+    "Record",
+    "Tick",
+    "WindowRecord",
+    "process",
+    "window_id",
+]
+
+UNKNOWN: Literal["unknown"] = "unknown"
+LIVE: Literal["live"] = "live"
+DISCONNECTED: Literal["disconnected"] = "disconnected"
+ENDED: Literal["ended"] = "ended"
+
+LATE_OLDER_THAN_APPLIED = "older_than_applied"
+
+# Seen ids: every id among an input's last SEEN_KEEP events is kept, and older
+# ones too while they are younger than SEEN_KEEP_MS of watermark time, up to a
+# hard cap so that a flooding input cannot grow its state without bound.
+SEEN_KEEP = 1000
+SEEN_KEEP_MS = 24 * 60 * 60 * 1000
+SEEN_CAP = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    grace_ms: int
+    reconnect_window_s: int
+
+    def __post_init__(self) -> None:
+        if self.grace_ms <= 0:
+            raise ValueError("grace_ms must be > 0")
+        if self.reconnect_window_s < 0:
+            raise ValueError("reconnect_window_s must be >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A canonical event as the core needs it; `value` is echoed to the late topic."""
+
+    event_id: str
+    key: str
+    provider: str
+    input_id: str
+    kind: str
+    occurred_ms: int
+    received_ms: int
+    reconnect_window_s: int | None = None
+    value: bytes = b""
+
+    def to_list(self) -> list[Any]:
+        return [
+            self.event_id,
+            self.key,
+            self.provider,
+            self.input_id,
+            self.kind,
+            self.occurred_ms,
+            self.received_ms,
+            self.reconnect_window_s,
+            self.value.decode("utf-8"),
+        ]
+
+    @classmethod
+    def from_list(cls, item: list[Any]) -> Event:
+        event_id, key, provider, input_id, kind, occurred_ms, received_ms, rw_s, value = item
+        return cls(
+            event_id,
+            key,
+            provider,
+            input_id,
+            kind,
+            occurred_ms,
+            received_ms,
+            rw_s,
+            value.encode("utf-8"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    received_ms: int
+
+
+Record = Event | Tick
+
+
+@dataclass(frozen=True, slots=True)
+class OpenWindow:
+    window_id: str
+    provider: str
+    input_id: str
+    opened_ms: int
+    reconnect_window_ms: int
+    opening_received_ms: int
+    opening_event_id: str
+    open_reason: str
+
+    @property
+    def timeout_ms(self) -> int:
+        """Event time at which the provider gives up on a reconnect."""
+        return self.opened_ms + self.reconnect_window_ms
+
+
+@dataclass(frozen=True, slots=True)
+class WindowRecord:
+    """A `window.opened` or `window.closed` record (SPEC §4)."""
+
+    type: Literal["window.opened", "window.closed"]
+    window_id: str
+    provider: str
+    input_id: str
+    opened_ms: int
+    closed_ms: int | None
+    open_reason: str
+    close_reason: str | None
+    opening_event_id: str
+    closing_event_id: str | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.provider}:{self.input_id}"
+
+    @property
+    def duration_ms(self) -> int | None:
+        return None if self.closed_ms is None else self.closed_ms - self.opened_ms
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": "livewindows/window/v1",
+            "type": self.type,
+            "window_id": self.window_id,
+            "provider": self.provider,
+            "input_id": self.input_id,
+            "opened_at": format_ms(self.opened_ms),
+            "closed_at": None if self.closed_ms is None else format_ms(self.closed_ms),
+            "duration_ms": self.duration_ms,
+            "open_reason": self.open_reason,
+            "close_reason": self.close_reason,
+            "opening_event_id": self.opening_event_id,
+            "closing_event_id": self.closing_event_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LateEvent:
+    event: Event
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DuplicateEvent:
+    event: Event
+
+
+Output = WindowRecord | LateEvent | DuplicateEvent
+
+
+@dataclass(slots=True)
+class InputState:
+    """Everything SPEC §5 keeps per input; a plain value that serializes to JSON."""
+
+    status: str = UNKNOWN
+    window: OpenWindow | None = None
+    buffer: list[Event] = field(default_factory=list)
+    last_applied_ms: int | None = None
+    seen: dict[str, int] = field(default_factory=dict)  # event_id -> received_ms, oldest first
+    reconnect_window_ms: int | None = None  # None: the configured default
+
+    def to_dict(self) -> dict[str, Any]:
+        w = self.window
+        return {
+            "status": self.status,
+            "window": None
+            if w is None
+            else [
+                w.window_id,
+                w.provider,
+                w.input_id,
+                w.opened_ms,
+                w.reconnect_window_ms,
+                w.opening_received_ms,
+                w.opening_event_id,
+                w.open_reason,
+            ],
+            "buffer": [e.to_list() for e in self.buffer],
+            "last_applied_ms": self.last_applied_ms,
+            "seen": list(self.seen.items()),
+            "reconnect_window_ms": self.reconnect_window_ms,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> InputState:
+        window = data["window"]
+        return cls(
+            status=data["status"],
+            window=None if window is None else OpenWindow(*window),
+            buffer=[Event.from_list(item) for item in data["buffer"]],
+            last_applied_ms=data["last_applied_ms"],
+            seen={event_id: ms for event_id, ms in data["seen"]},
+            reconnect_window_ms=data["reconnect_window_ms"],
+        )
+
+
+class PartitionState:
+    """One partition's watermark and inputs, plus an index of when each input is next due.
+
+    The index (a heap of `(deadline_ms, key)` with lazy deletion) is derived from
+    the inputs, so only `watermark_ms` and `inputs` need to be stored; `restore`
+    rebuilds the index after a restart.
+    """
+
+    __slots__ = ("_agenda", "_due", "inputs", "watermark_ms")
+
+    def __init__(
+        self,
+        watermark_ms: int | None = None,
+        inputs: MutableMapping[str, InputState] | None = None,
+    ) -> None:
+        self.watermark_ms = watermark_ms
+        self.inputs: MutableMapping[str, InputState] = {} if inputs is None else inputs
+        self._agenda: list[tuple[int, str]] = []
+        self._due: dict[str, int] = {}
+
+    @classmethod
+    def restore(
+        cls,
+        watermark_ms: int | None,
+        inputs: MutableMapping[str, InputState],
+        config: Config,
+    ) -> PartitionState:
+        state = cls(watermark_ms, inputs)
+        for key, input_state in inputs.items():
+            deadline = _next_deadline(input_state, watermark_ms, config)
+            if deadline is not None:
+                state._schedule(key, deadline)
+        return state
+
+    def _schedule(self, key: str, deadline_ms: int) -> None:
+        current = self._due.get(key)
+        if current is None or deadline_ms < current:
+            self._due[key] = deadline_ms
+            heapq.heappush(self._agenda, (deadline_ms, key))
+
+    def _pop_due(self, watermark_ms: int) -> Iterator[str]:
+        """Keys whose deadline has come, earliest first; stale heap entries are skipped."""
+        agenda, due = self._agenda, self._due
+        while agenda and agenda[0][0] <= watermark_ms:
+            deadline_ms, key = heapq.heappop(agenda)
+            if due.get(key) == deadline_ms:
+                del due[key]
+                yield key
+
+    def pending(self) -> int:
+        """Inputs with buffered events or an open window (for metrics)."""
+        return len(self._due)
+
+
+def window_id(provider: str, input_id: str, opening_event_id: str) -> str:
+    """First 32 hex digits of sha256(`<provider>:<input_id>:<opening_event_id>`)."""
+    digest = hashlib.sha256(f"{provider}:{input_id}:{opening_event_id}".encode())
+    return digest.hexdigest()[:32]
+
+
+def process(
+    state: PartitionState, record: Record, config: Config
+) -> tuple[PartitionState, list[Output]]:
+    """Step 1 then step 2 of SPEC §5 for one record of the partition, in offset order."""
+    outputs: list[Output] = []
+    if isinstance(record, Tick):
+        _advance(state, record.received_ms)
+    else:
+        input_state = state.inputs.get(record.key)
+        if input_state is None:
+            input_state = InputState()
+        elif _is_duplicate(input_state, record.event_id):
+            outputs.append(DuplicateEvent(record))
+            return state, outputs
+        input_state.buffer.append(record)
+        state.inputs[record.key] = input_state
+        _advance(state, record.received_ms)
+        state._schedule(record.key, record.received_ms + config.grace_ms)
+    watermark_ms = state.watermark_ms
+    if watermark_ms is not None:
+        for key in state._pop_due(watermark_ms):
+            input_state = state.inputs[key]
+            _release(input_state, watermark_ms, config, outputs)
+            state.inputs[key] = input_state
+            deadline = _next_deadline(input_state, watermark_ms, config)
+            if deadline is not None:
+                state._schedule(key, deadline)
+    return state, outputs
+
+
+def _advance(state: PartitionState, received_ms: int) -> None:
+    if state.watermark_ms is None or received_ms > state.watermark_ms:
+        state.watermark_ms = received_ms
+
+
+def _is_duplicate(state: InputState, event_id: str) -> bool:
+    return event_id in state.seen or any(e.event_id == event_id for e in state.buffer)
+
+
+def _next_deadline(state: InputState, watermark_ms: int | None, config: Config) -> int | None:
+    """Watermark at which releasing this input can next change it, or None if never.
+
+    A window whose time-out is due but held back by a buffered event that may
+    still reconnect it is woken by that event's own deadline instead.
+    """
+    deadlines = [e.received_ms + config.grace_ms for e in state.buffer]
+    window = state.window
+    if window is not None:
+        timeout_due = window.opening_received_ms + window.reconnect_window_ms + config.grace_ms
+        if watermark_ms is None or timeout_due > watermark_ms:
+            deadlines.append(timeout_due)
+    return min(deadlines) if deadlines else None
+
+
+def _release(state: InputState, watermark_ms: int, config: Config, outputs: list[Output]) -> None:
+    """SPEC §5 step 2 for one input: apply what the grace has let through, then time out."""
+    grace_ms = config.grace_ms
+    ready = [e for e in state.buffer if e.received_ms + grace_ms <= watermark_ms]
+    if ready:
+        state.buffer = [e for e in state.buffer if e.received_ms + grace_ms > watermark_ms]
+        ready.sort(key=lambda e: (e.occurred_ms, e.event_id))
+        for event in ready:
+            if state.last_applied_ms is not None and event.occurred_ms < state.last_applied_ms:
+                outputs.append(LateEvent(event, LATE_OLDER_THAN_APPLIED))
+            else:
+                if state.window is not None and event.occurred_ms >= state.window.timeout_ms:
+                    _time_out(state, outputs)
+                _apply(state, event, config, outputs)
+                state.last_applied_ms = event.occurred_ms
+            _mark_seen(state, event, watermark_ms)
+    window = state.window
+    if (
+        window is not None
+        and watermark_ms >= window.opening_received_ms + window.reconnect_window_ms + grace_ms
+        and all(e.occurred_ms >= window.timeout_ms for e in state.buffer)
+    ):
+        _time_out(state, outputs)
+
+
+def _apply(state: InputState, event: Event, config: Config, outputs: list[Output]) -> None:
+    if event.reconnect_window_s is not None:
+        state.reconnect_window_ms = event.reconnect_window_s * 1000
+    kind = event.kind
+    if kind == "connected":
+        if state.window is not None:
+            _close(state, event.occurred_ms, "reconnected", event.event_id, outputs)
+        state.status = LIVE
+    elif kind in ("disconnected", "errored"):
+        if state.window is None and state.status in (UNKNOWN, LIVE):
+            _open(state, event, config, outputs)
+        if state.status != ENDED:
+            state.status = DISCONNECTED
+    elif kind == "ended":
+        if state.window is not None:
+            _close(state, event.occurred_ms, "ended", event.event_id, outputs)
+        state.status = ENDED
+
+
+def _open(state: InputState, event: Event, config: Config, outputs: list[Output]) -> None:
+    reconnect_window_ms = state.reconnect_window_ms
+    if reconnect_window_ms is None:
+        reconnect_window_ms = config.reconnect_window_s * 1000
+    window = OpenWindow(
+        window_id=window_id(event.provider, event.input_id, event.event_id),
+        provider=event.provider,
+        input_id=event.input_id,
+        opened_ms=event.occurred_ms,
+        reconnect_window_ms=reconnect_window_ms,
+        opening_received_ms=event.received_ms,
+        opening_event_id=event.event_id,
+        open_reason=event.kind,
+    )
+    state.window = window
+    outputs.append(_record(window, "window.opened", None, None, None))
+
+
+def _close(
+    state: InputState,
+    closed_ms: int,
+    reason: str,
+    closing_event_id: str | None,
+    outputs: list[Output],
+) -> None:
+    window = state.window
+    assert window is not None, "only an open window closes"
+    state.window = None
+    outputs.append(_record(window, "window.closed", closed_ms, reason, closing_event_id))
+
+
+def _time_out(state: InputState, outputs: list[Output]) -> None:
+    window = state.window
+    assert window is not None, "only an open window times out"
+    closed_ms = window.timeout_ms
+    _close(state, closed_ms, "timed_out", None, outputs)
+    state.status = ENDED
+    if state.last_applied_ms is None or closed_ms > state.last_applied_ms:
+        state.last_applied_ms = closed_ms
+
+
+def _mark_seen(state: InputState, event: Event, watermark_ms: int) -> None:
+    seen = state.seen
+    seen[event.event_id] = event.received_ms
+    while len(seen) > SEEN_KEEP:
+        oldest = next(iter(seen))
+        if len(seen) <= SEEN_CAP and seen[oldest] >= watermark_ms - SEEN_KEEP_MS:
+            break
+        del seen[oldest]
+
+
+def _record(
+    window: OpenWindow,
+    type_: Literal["window.opened", "window.closed"],
+    closed_ms: int | None,
+    close_reason: str | None,
+    closing_event_id: str | None,
+) -> WindowRecord:
+    return WindowRecord(
+        type=type_,
+        window_id=window.window_id,
+        provider=window.provider,
+        input_id=window.input_id,
+        opened_ms=window.opened_ms,
+        closed_ms=closed_ms,
+        open_reason=window.open_reason,
+        close_reason=close_reason,
+        opening_event_id=window.opening_event_id,
+        closing_event_id=closing_event_id,
+    )
