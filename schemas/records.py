@@ -29,7 +29,9 @@ Timestamp = Field(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 class Event(BaseModel):
     """A provider webhook in canonical form, keyed `<provider>:<input_id>`."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(
+        extra="ignore", frozen=True, json_schema_serialization_defaults_required=True
+    )
 
     schema_: Literal["livewindows/event/v1"] = Field("livewindows/event/v1", alias="schema")
     event_id: str = Field(min_length=1)
@@ -50,7 +52,9 @@ class Event(BaseModel):
 class Tick(BaseModel):
     """Wall-clock time carried into every partition of the events topic."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(
+        extra="ignore", frozen=True, json_schema_serialization_defaults_required=True
+    )
 
     schema_: Literal["livewindows/tick/v1"] = Field("livewindows/tick/v1", alias="schema")
     received_at: str = Timestamp
@@ -59,7 +63,9 @@ class Tick(BaseModel):
 class Window(BaseModel):
     """A `window.opened` or `window.closed` record; consumers dedupe by `window_id`."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(
+        extra="ignore", frozen=True, json_schema_serialization_defaults_required=True
+    )
 
     schema_: Literal["livewindows/window/v1"] = Field("livewindows/window/v1", alias="schema")
     type: WindowType
@@ -67,7 +73,9 @@ class Window(BaseModel):
     provider: Provider
     input_id: str
     opened_at: str = Timestamp
-    closed_at: str | None = None
+    closed_at: str | None = Field(
+        default=None, pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
+    )
     duration_ms: int | None = Field(default=None, ge=0)
     open_reason: OpenReason
     close_reason: CloseReason | None = None
