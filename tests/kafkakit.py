@@ -1,0 +1,131 @@
+"""Helpers for integration tests against the real session broker."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import orjson
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from processor.codec import DecodeError, decode, encode_tick
+from processor.windows import Config, PartitionState, WindowRecord, process
+from schemas.records import Event
+from schemas.timestamps import format_ms
+
+
+@dataclass(frozen=True)
+class Read:
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+def read_all(bootstrap: str, topic: str, timeout_s: float = 20.0) -> list[Read]:
+    """Every record of `topic` up to its current end, in (partition, offset) order."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "kafkakit", "enable.auto.commit": False}
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {}
+        assignment = []
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if high > low:
+                ends[p] = high
+                assignment.append(TopicPartition(topic, p, low))
+        records: list[Read] = []
+        if not assignment:
+            return records
+        consumer.assign(assignment)
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while ends and time.monotonic() < deadline:
+            for message in consumer.consume(500, timeout=0.5):
+                if message.error():
+                    continue
+                p, offset = message.partition(), message.offset()
+                assert p is not None and offset is not None
+                records.append(Read(p, offset, message.key(), message.value()))
+                if p in ends and offset >= ends[p] - 1:
+                    del ends[p]
+        assert not ends, f"could not read {topic} to its end: {ends}"
+        return sorted(records, key=lambda r: (r.partition, r.offset))
+    finally:
+        consumer.close()
+
+
+def core_windows(bootstrap: str, events_topic: str, config: Config) -> list[dict[str, object]]:
+    """What the pure core makes of the events topic as it stands: the reference output."""
+    states: dict[int, PartitionState] = defaultdict(PartitionState)
+    windows: list[dict[str, object]] = []
+    for record in read_all(bootstrap, events_topic):
+        try:
+            decoded = decode(record.key, record.value)
+        except DecodeError:
+            continue
+        states[record.partition], outputs = process(states[record.partition], decoded, config)
+        windows.extend(o.to_dict() for o in outputs if isinstance(o, WindowRecord))
+    return windows
+
+
+def window_records(bootstrap: str, topic: str) -> list[dict[str, object]]:
+    return [orjson.loads(r.value) for r in read_all(bootstrap, topic) if r.value]
+
+
+def by_identity(windows: list[dict[str, object]]) -> set[tuple[str, str]]:
+    """Windows as a set of (window_id + type, content): equal sets mean equal windows."""
+    return {
+        (f"{w['window_id']}:{w['type']}", orjson.dumps(w, option=orjson.OPT_SORT_KEYS).decode())
+        for w in windows
+    }
+
+
+def event_value(
+    event_id: str,
+    kind: str,
+    occurred_ms: int,
+    received_ms: int | None = None,
+    *,
+    input_id: str = "in1",
+    provider: str = "cloudflare",
+    reconnect_window_s: int | None = None,
+) -> tuple[bytes, bytes]:
+    """(key, value) of an event record as the producer writes it."""
+    event = Event.model_validate(
+        {
+            "schema": "livewindows/event/v1",
+            "event_id": event_id,
+            "provider": provider,
+            "input_id": input_id,
+            "kind": kind,
+            "provider_event_type": f"test.{kind}",
+            "occurred_at": format_ms(occurred_ms),
+            "received_at": format_ms(occurred_ms if received_ms is None else received_ms),
+            "reconnect_window_s": reconnect_window_s,
+            "payload": {"test": True},
+        }
+    )
+    return event.key.encode(), orjson.dumps(event.model_dump(by_alias=True))
+
+
+def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    """Write (key, value) records; ticks (key __tick__) go to every partition."""
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all"})
+    partitions = None
+    for key, value in records:
+        if key == b"__tick__":
+            if partitions is None:
+                partitions = producer.list_topics(topic, timeout=10).topics[topic].partitions
+            for p in partitions:
+                producer.produce(topic, value=value, key=key, partition=p)
+        else:
+            producer.produce(topic, value=value, key=key)
+    assert producer.flush(30) == 0
+
+
+def tick_value(received_ms: int) -> tuple[bytes, bytes]:
+    return encode_tick(received_ms)

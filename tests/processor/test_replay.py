@@ -1,0 +1,189 @@
+"""`livewindows replay` against the real broker: same core, same windows, every time."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+
+import pytest
+
+from livewindows.settings import Settings
+from processor.replay import StartAt, run_replay
+from processor.windows import Config
+from tests.kafkakit import (
+    by_identity,
+    core_windows,
+    event_value,
+    produce,
+    tick_value,
+    window_records,
+)
+
+pytestmark = pytest.mark.kafka
+
+T0 = 1_790_000_000_000
+GRACE_MS = 500
+RW_S = 2
+
+
+def _history() -> list[tuple[bytes, bytes]]:
+    """Twelve inputs, each with a reconnect, a time-out and a late event, plus ticks."""
+    records: list[tuple[bytes, bytes]] = []
+    for n in range(12):
+        base = T0 + n * 10
+        name = f"in{n}"
+        records += [
+            event_value(f"{name}-a", "connected", base, input_id=name),
+            event_value(f"{name}-b", "disconnected", base + 1000, input_id=name),
+            event_value(f"{name}-b", "disconnected", base + 1000, base + 1100, input_id=name),
+            event_value(f"{name}-c", "connected", base + 1500, base + 1400, input_id=name),
+            event_value(f"{name}-d", "errored", base + 3000, input_id=name),
+        ]
+    records.append(tick_value(T0 + 3600))
+    for n in range(12):
+        name = f"in{n}"
+        records.append(event_value(f"{name}-x", "other", T0 + 100, T0 + 3700, input_id=name))
+    records.append(tick_value(T0 + 20_000))
+    return records
+
+
+def _settings(bootstrap: str, events_topic: str) -> Settings:
+    return Settings(
+        kafka_bootstrap_servers=bootstrap,
+        events_topic=events_topic,
+        window_grace_ms=GRACE_MS,
+        reconnect_window_s=RW_S,
+        topic_partitions=3,
+    )
+
+
+def test_replay_from_the_beginning_equals_the_core_and_itself(
+    kafka_bootstrap: str, make_topics: Callable[..., list[str]]
+) -> None:
+    events, first, second = make_topics("events", "replay-a", "replay-b", partitions=3)
+    produce(kafka_bootstrap, events, _history())
+    settings = _settings(kafka_bootstrap, events)
+
+    summary = run_replay(settings, StartAt(), first)
+    run_replay(settings, StartAt(), second)
+
+    expected = core_windows(kafka_bootstrap, events, Config(GRACE_MS, RW_S))
+    assert len(expected) == 12 * 4  # two windows per input, opened and closed
+    assert by_identity(window_records(kafka_bootstrap, first)) == by_identity(expected)
+    assert window_records(kafka_bootstrap, second) and sorted(
+        map(str, window_records(kafka_bootstrap, second))
+    ) == sorted(map(str, window_records(kafka_bootstrap, first)))
+    assert (summary.windows, summary.late, summary.duplicates) == (48, 12, 12)
+
+
+def test_replay_from_an_offset_starts_with_empty_state(
+    kafka_bootstrap: str, make_topics: Callable[..., list[str]]
+) -> None:
+    events, output = make_topics("events", "replay", partitions=1)
+    produce(
+        kafka_bootstrap,
+        events,
+        [
+            event_value("b", "disconnected", T0),
+            event_value("c", "connected", T0 + 300),
+            event_value("d", "disconnected", T0 + 600),
+            tick_value(T0 + 10_000),
+        ],
+    )
+    run_replay(_settings(kafka_bootstrap, events), StartAt(offset=1), output)
+    windows = window_records(kafka_bootstrap, output)
+    # The window opened by "b" before offset 1 is unknown: only "d"'s window exists.
+    assert {(w["type"], w["opening_event_id"]) for w in windows} == {
+        ("window.opened", "d"),
+        ("window.closed", "d"),
+    }
+
+
+def test_replay_from_a_timestamp_after_the_end_writes_nothing(
+    kafka_bootstrap: str, make_topics: Callable[..., list[str]]
+) -> None:
+    events, output = make_topics("events", "replay", partitions=2)
+    produce(kafka_bootstrap, events, _history())
+    summary = run_replay(_settings(kafka_bootstrap, events), StartAt(timestamp_ms=2**62), output)
+    assert summary.records == 0
+    assert window_records(kafka_bootstrap, output) == []
+
+
+def _cli(bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
+    return subprocess.run(
+        [sys.executable, "-m", "livewindows.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_replay_command_reports_what_it_did(
+    kafka_bootstrap: str, make_topics: Callable[..., list[str]]
+) -> None:
+    events, output = make_topics("events", "replay", partitions=3)
+    produce(kafka_bootstrap, events, _history())
+    env_topics = ["--from-beginning", "--output-topic", output]
+    done = subprocess.run(
+        [sys.executable, "-m", "livewindows.cli", "replay", *env_topics],
+        env={
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "EVENTS_TOPIC": events,
+            "WINDOW_GRACE_MS": str(GRACE_MS),
+            "RECONNECT_WINDOW_S": str(RW_S),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "48 window records written to" in done.stderr
+    assert "12 late, 12 duplicates" in done.stderr
+
+
+def test_replay_refuses_to_write_into_the_events_topic(kafka_bootstrap: str) -> None:
+    done = _cli(
+        kafka_bootstrap, "replay", "--from-beginning", "--output-topic", "video.live-input-events"
+    )
+    assert done.returncode == 2
+    assert "is an input or side topic" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_replay_of_a_missing_events_topic_is_a_clear_error(kafka_bootstrap: str) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "livewindows.cli",
+            "replay",
+            "--from-beginning",
+            "--output-topic",
+            "whatever-out",
+        ],
+        env={
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "EVENTS_TOPIC": "no-such-topic-here",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "does not exist" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_replay_needs_exactly_one_starting_point() -> None:
+    done = _cli("127.0.0.1:1", "replay", "--output-topic", "x")
+    assert done.returncode == 2 and "one of the arguments" in done.stderr
+    done = _cli("127.0.0.1:1", "replay", "--from-timestamp", "soon", "--output-topic", "x")
+    assert done.returncode == 2 and "neither RFC 3339 nor epoch" in done.stderr
