@@ -11,7 +11,7 @@ import re
 from datetime import UTC, date, datetime
 from functools import lru_cache
 
-__all__ = ["InvalidTimestamp", "format_ms", "parse_ms", "normalize"]
+__all__ = ["InvalidTimestamp", "format_ms", "normalize", "parse_ms"]
 
 _RFC3339 = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"

@@ -1,1 +1,1 @@
-
+"""Pydantic models of the providers' webhook payloads (the seed documents)."""

@@ -1,0 +1,42 @@
+"""Pieces shared by the provider webhook models.
+
+Provider models are deliberately tolerant: unknown fields are kept
+(`extra="allow"`) and only what the SPEC §3 mapping needs is required and typed,
+so a provider adding or reshaping a cosmetic field never costs us an event, and
+a 422 names exactly the fields the mapping could not use.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from schemas.timestamps import normalize
+
+__all__ = ["NonEmptyStr", "ProviderModel", "Rfc3339", "check_rfc3339"]
+
+
+def check_rfc3339(text: str) -> str:
+    # Normalizing here (not only later) turns an unusable timestamp into a field
+    # error with its location, and catches dates that parse but cannot be
+    # formatted back (an offset pushing year 1 before the epoch of `date`).
+    try:
+        normalize(text)
+    except (ValueError, OverflowError) as exc:
+        raise ValueError(f"not an RFC 3339 timestamp: {text[:64]!r}") from exc
+    return text
+
+
+Rfc3339 = Annotated[
+    str,
+    AfterValidator(check_rfc3339),
+    Field(description="RFC 3339 time; digits below the millisecond are truncated"),
+]
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+
+
+class ProviderModel(BaseModel):
+    """Base of every provider model: extra fields allowed and kept."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)

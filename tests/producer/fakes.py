@@ -1,0 +1,33 @@
+"""An in-memory publisher: the HTTP layer's tests need no Kafka (the integration tests do)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from producer.publisher import PublishTimeout
+from schemas.records import Event
+
+
+class MemoryPublisher:
+    """Records what it is asked to publish; can refuse, stall or report not ready."""
+
+    def __init__(self, *, fail: bool = False, stall_s: float = 0.0, ready: bool = True) -> None:
+        self.events: list[Event] = []
+        self.fail, self.stall_s, self.is_ready = fail, stall_s, ready
+        self.started = self.closed = False
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def close(self) -> None:
+        self.closed = True
+
+    async def publish(self, event: Event) -> None:
+        if self.stall_s:
+            await asyncio.sleep(self.stall_s)
+        if self.fail:
+            raise PublishTimeout("broker down (fake)")
+        self.events.append(event)
+
+    async def ready(self) -> bool:
+        return self.is_ready

@@ -1,0 +1,262 @@
+"""The producer through real HTTP and real Kafka (SPEC §2, §4).
+
+Accepted events are in the topic, keyed and shaped as the contract says; a
+broker that is unreachable or stops answering turns answers into 503, never 202.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from livewindows.kafka.launcher import KafkaCluster, free_ports, port_free
+from livewindows.settings import Settings
+from producer.app import create_app
+from producer.publisher import KafkaPublisher
+from producer.server import RUNNER_OPTIONS
+from producer.test_events import sample_requests
+from schemas.records import Event
+from tests.kafkakit import read_all
+from tests.producer import seeds
+from tests.producer.test_app import fp_headers
+
+pytestmark = pytest.mark.kafka
+
+START_MS = 1_700_000_000_000
+SECRETS = (seeds.FP_STREAM_KEY, seeds.FP_SIMULCAST_KEY, seeds.FP_RTMP_KEY)
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[[Settings], Any]]:
+    """`await serve(settings)`: the production app (real KafkaPublisher) on a real socket."""
+    clients: list[TestClient[Any, Any]] = []
+
+    async def start(settings: Settings) -> TestClient[Any, Any]:
+        server = TestServer(create_app(settings))
+        await server.start_server(**RUNNER_OPTIONS)
+        client: TestClient[Any, Any] = TestClient(server)
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield start
+    for client in clients:
+        await client.close()
+
+
+async def test_accepted_events_are_in_the_topic_with_key_and_fields(
+    kafka_bootstrap: str, make_topics: Callable[..., list[str]], serve: Any
+) -> None:
+    [topic] = make_topics("producer-events", partitions=3)
+    settings = seeds.settings(kafka_bootstrap_servers=kafka_bootstrap, events_topic=topic)
+    client = await serve(settings)
+    accepted: dict[str, list[str]] = {}
+    for provider in ("cloudflare", "fastpix", "gjirafa"):
+        for request in sample_requests(provider, f"{provider}-in", settings, START_MS):
+            response = await client.post(request.path, data=request.body, headers=request.headers)
+            assert response.status == 202, await response.text()
+            accepted.setdefault(f"{provider}:{provider}-in", []).append(
+                (await response.json())["event_id"]
+            )
+    simulcast = orjson.dumps(seeds.fastpix_simulcast("video.live_stream.simulcast_target.created"))
+    response = await client.post(
+        "/api/v1/video/fastpix/events",
+        data=simulcast,
+        headers=fp_headers(simulcast, seeds.FASTPIX_KEY_1),
+    )
+    assert response.status == 202
+    accepted.setdefault(f"fastpix:{seeds.FP_LIVESTREAM}", []).append(
+        (await response.json())["event_id"]
+    )
+
+    records = read_all(kafka_bootstrap, topic)
+    assert len(records) == sum(len(ids) for ids in accepted.values())
+    by_key: dict[str, list[str]] = {}
+    for record in records:  # (partition, offset) order: per key, the arrival order
+        assert record.key is not None and record.value is not None
+        value = orjson.loads(record.value)
+        event = Event.model_validate(value)
+        assert record.key == event.key.encode("utf-8")
+        assert value["schema"] == "livewindows/event/v1"
+        assert set(value) == {"schema", *Event.model_fields} - {"schema_"}
+        by_key.setdefault(record.key.decode(), []).append(event.event_id)
+        assert not any(secret.encode() in record.value for secret in SECRETS)
+    assert by_key == accepted
+    # One key, one partition: every event of an input is in the same partition.
+    partitions: dict[bytes, set[int]] = {}
+    for record in records:
+        partitions.setdefault(record.key or b"", set()).add(record.partition)
+    assert all(len(p) == 1 for p in partitions.values())
+
+
+async def test_readyz_follows_kafka_and_the_topic(
+    kafka_bootstrap: str, make_topics: Callable[..., list[str]], serve: Any
+) -> None:
+    [topic] = make_topics("producer-ready")
+    ready = await serve(seeds.settings(kafka_bootstrap_servers=kafka_bootstrap, events_topic=topic))
+    assert (await ready.get("/readyz")).status == 200
+    missing = await serve(
+        seeds.settings(kafka_bootstrap_servers=kafka_bootstrap, events_topic="no-such-topic-x")
+    )
+    assert (await missing.get("/readyz")).status == 503
+
+
+async def test_concurrent_publishes_keep_the_order_of_each_key(
+    kafka_bootstrap: str, make_topics: Callable[..., list[str]]
+) -> None:
+    [topic] = make_topics("producer-order", partitions=4)
+    publisher = KafkaPublisher(kafka_bootstrap, topic, publish_timeout_ms=10_000)
+    await publisher.start()
+    events = [
+        Event.model_validate(
+            {
+                "event_id": f"{n:04d}",
+                "provider": "fastpix",
+                "input_id": f"in{n % 5}",
+                "kind": "other",
+                "provider_event_type": "x",
+                "occurred_at": "2024-01-01T00:00:00.000Z",
+                "received_at": "2024-01-01T00:00:00.000Z",
+            }
+        )
+        for n in range(300)
+    ]
+    try:
+        await asyncio.gather(*(publisher.publish(e) for e in events))
+    finally:
+        await publisher.close()
+    order: dict[bytes, list[str]] = {}
+    for record in read_all(kafka_bootstrap, topic):
+        order.setdefault(record.key or b"", []).append(
+            orjson.loads(record.value or b"")["event_id"]
+        )
+    assert order == {
+        f"fastpix:in{k}".encode(): [e.event_id for e in events if e.input_id == f"in{k}"]
+        for k in range(5)
+    }
+
+
+@pytest.fixture
+def lone_broker() -> Iterator[KafkaCluster]:
+    """A dedicated one-node cluster this test may stop (ports 29100+, not the session's)."""
+    port = 29_100
+    while not (port_free(port) and port_free(port + 100)):
+        port += 1
+    cluster = KafkaCluster([port], heap_mb=384)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+async def test_a_broker_that_stops_turns_202_into_503(
+    lone_broker: KafkaCluster, serve: Any
+) -> None:
+    admin = AdminClient({"bootstrap.servers": lone_broker.bootstrap})
+    admin.create_topics([NewTopic("events", 1, 1)])["events"].result(30)
+    settings = seeds.settings(
+        kafka_bootstrap_servers=lone_broker.bootstrap,
+        events_topic="events",
+        publish_timeout_ms=2000,
+    )
+    client = await serve(settings)
+    requests = sample_requests("cloudflare", "in-stop", settings, START_MS)
+    first = await client.post(requests[0].path, data=requests[0].body, headers=requests[0].headers)
+    assert first.status == 202
+    assert (await client.get("/readyz")).status == 200
+
+    await asyncio.to_thread(lone_broker.stop_node, 0)
+    for request in requests[1:3]:
+        response = await client.post(request.path, data=request.body, headers=request.headers)
+        assert response.status == 503
+    assert (await client.get("/readyz")).status == 503
+
+
+def test_serve_and_send_test_events_end_to_end(
+    kafka_bootstrap: str, make_topics: Callable[..., list[str]]
+) -> None:
+    """`livewindows serve` as an operator runs it; SIGTERM stops it cleanly."""
+    [topic] = make_topics("producer-serve")
+    [port] = free_ports(1)
+    secrets = {
+        "VIDEO_EVENTS_TOKEN": "e2e-token-one,e2e-token-two",
+        "FASTPIX_WEBHOOK_SECRET": base64.b64encode(b"e2e fastpix key").decode(),
+        "GJIRAFA_WEBHOOK_TOKEN": "e2e-gjirafa-token",
+    }
+    env = {
+        **os.environ,
+        **secrets,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "EVENTS_TOPIC": topic,
+    }
+    env.pop("CF_WEBHOOK_SECRET", None)
+    command = [sys.executable, "-m", "livewindows.cli"]
+    server = subprocess.Popen(
+        [*command, "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_healthy(f"http://127.0.0.1:{port}/healthz", server)
+        for provider in ("cloudflare", "fastpix", "gjirafa"):
+            sent = subprocess.run(
+                [
+                    *command,
+                    "send-test-events",
+                    "--provider",
+                    provider,
+                    "--url",
+                    f"http://127.0.0.1:{port}",
+                    "--input",
+                    f"e2e-{provider}",
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert sent.returncode == 0, sent.stdout + sent.stderr
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=20) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    log = server.stdout.read().decode() if server.stdout else ""
+    keys = [r.key for r in read_all(kafka_bootstrap, topic)]
+    assert {k: keys.count(k) for k in set(keys)} == {
+        b"cloudflare:e2e-cloudflare": 5,
+        b"fastpix:e2e-fastpix": 7,
+        b"gjirafa:e2e-gjirafa": 6,
+    }
+    assert log.count('"status":202') == 18
+    assert not any(secret in log for secret in ("e2e-token-one", "e2e-gjirafa-token"))
+
+
+def _wait_healthy(url: str, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert server.poll() is None, "serve exited early"
+        try:
+            with urllib.request.urlopen(url, timeout=1) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    pytest.fail("serve did not answer /healthz within 30 s")
