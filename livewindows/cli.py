@@ -47,9 +47,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="Kafka bootstrap servers (env KAFKA_BOOTSTRAP_SERVERS, default 127.0.0.1:9092)",
     )
+    parser.add_argument(
+        "--env-file",
+        metavar="FILE",
+        help="read settings from this KEY=value file too (the environment wins); "
+        "'livewindows dev' writes one with its development secrets",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    kafka = commands.add_parser("kafka", help="a local Apache Kafka (KRaft) from Maven Central jars")
+    kafka = commands.add_parser(
+        "kafka", help="a local Apache Kafka (KRaft) from Maven Central jars"
+    )
     kafka_commands = kafka.add_subparsers(dest="kafka_command", metavar="ACTION", required=True)
     start = kafka_commands.add_parser(
         "start",
@@ -136,7 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = load_settings(kafka_bootstrap_servers=args.kafka_bootstrap_servers)
+        settings = load_settings(
+            env_file=args.env_file, kafka_bootstrap_servers=args.kafka_bootstrap_servers
+        )
         return int(args.handler(args, settings))
     except ConfigError as exc:
         print(f"livewindows: {exc}", file=sys.stderr)

@@ -1,0 +1,119 @@
+"""`livewindows topics create`: the four topics of SPEC §4, created idempotently."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from livewindows.settings import Settings
+
+if TYPE_CHECKING:
+    from confluent_kafka.admin import AdminClient
+
+REACH_TIMEOUT_S = 10.0
+
+
+class TopicsError(Exception):
+    """Topics could not be created: a one-line message for the operator."""
+
+
+def ensure_topics(
+    bootstrap: str,
+    names: Sequence[str],
+    partitions: int,
+    replication: int,
+    config: Mapping[str, str] | None = None,
+    *,
+    timeout_s: float = REACH_TIMEOUT_S,
+) -> dict[str, bool]:
+    """Create the missing topics of `names`; {name: True if created, False if it existed}.
+
+    Returns once every topic has a leader for each partition, so a client may
+    produce to them at once.
+    """
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    try:
+        existing = set(admin.list_topics(timeout=timeout_s).topics)
+    except KafkaException:
+        raise TopicsError(f"cannot reach Kafka at {bootstrap} within {timeout_s:.0f} s") from None
+    created = {name: name not in existing for name in names}
+    wanted = [
+        NewTopic(
+            name,
+            num_partitions=partitions,
+            replication_factor=replication,
+            config=dict(config or {}),
+        )
+        for name, new in created.items()
+        if new
+    ]
+    if wanted:
+        futures = admin.create_topics(wanted, request_timeout=timeout_s)
+        for name, future in futures.items():
+            try:
+                future.result(timeout=timeout_s * 3)
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                    created[name] = False  # a concurrent creator won the race
+                    continue
+                raise TopicsError(f"cannot create topic {name}: {error.str()}") from None
+            except Exception as exc:  # a future that timed out
+                raise TopicsError(f"cannot create topic {name}: {exc}") from None
+    _wait_for_leaders(admin, list(names), timeout_s)
+    return created
+
+
+def _wait_for_leaders(admin: AdminClient, names: list[str], timeout_s: float) -> None:
+    from confluent_kafka import KafkaException
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            topics = admin.list_topics(timeout=timeout_s).topics
+        except KafkaException:
+            topics = {}
+        pending = [
+            name
+            for name in names
+            if name not in topics
+            or topics[name].error is not None
+            or not topics[name].partitions
+            or any(p.leader < 0 for p in topics[name].partitions.values())
+        ]
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise TopicsError(f"topics without a leader after {timeout_s:.0f} s: {pending}")
+        time.sleep(0.1)
+
+
+def create_command(args: argparse.Namespace, settings: Settings) -> int:
+    """Create the events, windows, late and DLQ topics; existing ones are reported."""
+    bootstrap = settings.kafka_bootstrap_servers
+    try:
+        created = ensure_topics(
+            bootstrap,
+            settings.topics,
+            settings.topic_partitions,
+            settings.topic_replication,
+            timeout_s=REACH_TIMEOUT_S,
+        )
+    except TopicsError as exc:
+        print(f"livewindows: {exc}", file=sys.stderr)
+        return 1
+    for name, new in created.items():
+        if new:
+            print(
+                f"created {name} ({settings.topic_partitions} partitions, "
+                f"replication {settings.topic_replication})"
+            )
+        else:
+            print(f"exists  {name}")
+    return 0

@@ -1,0 +1,90 @@
+"""One Kafka per test session, started only if a collected test asks for it.
+
+`kafka_bootstrap` is, in order of preference: `KAFKA_BOOTSTRAP_SERVERS` from the
+environment; a testcontainers `KafkaContainer` when a Docker daemon answers; else
+a real Kafka from the local launcher (Maven Central jars, needs Java 17+) on free
+loopback ports with its data in a temp dir. Tests that use it are marked `kafka`
+automatically, so `pytest -m "not kafka"` runs without a broker.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from livewindows.kafka.launcher import KafkaCluster, LauncherError, free_ports
+from livewindows.topics import ensure_topics
+
+BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
+_START_ATTEMPTS = 3  # free ports are chosen before Kafka binds them: another process may win
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "kafka_bootstrap" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.kafka)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """Bootstrap servers of this session's Kafka (one broker, replication 1)."""
+    configured = os.environ.get(BOOTSTRAP_ENV)
+    if configured:
+        yield configured
+        return
+    if _docker_answers():
+        from testcontainers.community.kafka import KafkaContainer
+
+        with KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft() as container:
+            yield container.get_bootstrap_server()
+        return
+    cluster = _local_cluster()
+    try:
+        yield cluster.bootstrap
+    finally:
+        cluster.stop()
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=2)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:
+        return False
+
+
+def _local_cluster() -> KafkaCluster:
+    error: LauncherError | None = None
+    for _ in range(_START_ATTEMPTS):
+        port, controller_port = free_ports(2)
+        cluster = KafkaCluster([port], controller_ports=[controller_port])
+        try:
+            cluster.start()
+        except LauncherError as exc:
+            error = exc
+            if "in use" not in str(exc) and "exited" not in str(exc):
+                break
+            continue
+        return cluster
+    pytest.fail(f"no Kafka for the tests: {error} (or set {BOOTSTRAP_ENV})", pytrace=False)
+
+
+@pytest.fixture
+def make_topics(kafka_bootstrap: str) -> Callable[..., list[str]]:
+    """`make_topics("events", "windows", partitions=3)` -> fresh, uniquely named topics."""
+
+    def make(*prefixes: str, partitions: int = 1) -> list[str]:
+        suffix = uuid.uuid4().hex[:12]
+        names = [f"{prefix}-{suffix}" for prefix in prefixes]
+        ensure_topics(kafka_bootstrap, names, partitions, 1)
+        return names
+
+    return make

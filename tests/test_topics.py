@@ -1,0 +1,68 @@
+"""`livewindows topics create` and `ensure_topics`."""
+
+from __future__ import annotations
+
+import argparse
+import uuid
+
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from livewindows import topics
+from livewindows.kafka.launcher import free_ports
+from livewindows.settings import Settings
+from livewindows.topics import TopicsError, ensure_topics
+
+
+def _settings(bootstrap: str, suffix: str, partitions: int = 3) -> Settings:
+    return Settings.model_validate(
+        {
+            "kafka_bootstrap_servers": bootstrap,
+            "events_topic": f"events-{suffix}",
+            "windows_topic": f"windows-{suffix}",
+            "late_topic": f"late-{suffix}",
+            "dlq_topic": f"dlq-{suffix}",
+            "topic_partitions": partitions,
+        }
+    )
+
+
+def test_create_makes_the_four_topics_once(
+    kafka_bootstrap: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = _settings(kafka_bootstrap, uuid.uuid4().hex[:8])
+    assert topics.create_command(argparse.Namespace(), settings) == 0
+    assert capsys.readouterr().out.count("created ") == 4
+
+    assert topics.create_command(argparse.Namespace(), settings) == 0
+    assert capsys.readouterr().out.count("exists ") == 4
+
+    metadata = AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(timeout=10)
+    for name in settings.topics:
+        assert len(metadata.topics[name].partitions) == 3
+
+
+def test_ensure_topics_reports_what_it_created(kafka_bootstrap: str) -> None:
+    old, new = f"old-{uuid.uuid4().hex[:8]}", f"new-{uuid.uuid4().hex[:8]}"
+    assert ensure_topics(kafka_bootstrap, [old], 1, 1) == {old: True}
+    assert ensure_topics(kafka_bootstrap, [old, new], 2, 1, {"retention.ms": "60000"}) == {
+        old: False,
+        new: True,
+    }
+
+
+def test_impossible_replication_is_one_clear_error(kafka_bootstrap: str) -> None:
+    with pytest.raises(TopicsError, match="cannot create topic"):
+        ensure_topics(kafka_bootstrap, [f"rf9-{uuid.uuid4().hex[:8]}"], 1, 9)
+
+
+def test_unreachable_kafka_is_exit_1_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(topics, "REACH_TIMEOUT_S", 1.0)
+    (port,) = free_ports(1)
+    settings = _settings(f"127.0.0.1:{port}", "x")
+    assert topics.create_command(argparse.Namespace(), settings) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"livewindows: cannot reach Kafka at 127.0.0.1:{port} within 1 s\n"
