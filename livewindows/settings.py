@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(65536, gt=0)
     publish_timeout_ms: int = Field(5000, gt=0)
 
+    # The worker's Faust app id: its consumer group and the prefix of its changelog
+    # topic. Workers with the same id share the partitions; a new id starts over.
+    processor_app_id: str = Field("livewindows-processor", pattern=r"^[A-Za-z0-9._-]{1,200}$")
+    # How long a worker that died without leaving the group holds its partitions.
+    processor_session_timeout_ms: int = Field(10_000, ge=1000)
+
     @field_validator("events_topic", "windows_topic", "late_topic", "dlq_topic")
     @classmethod
     def _topic_name(cls, name: str) -> str:
@@ -60,12 +66,20 @@ def secret_values(secret: SecretStr | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in secret.get_secret_value().split(",") if part.strip())
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Settings from the environment with CLI overrides; errors become `ConfigError`."""
+def load_settings(env_file: str | None = None, **overrides: object) -> Settings:
+    """Settings from the environment (and `env_file`) with CLI overrides.
+
+    Errors become `ConfigError` naming the variable, never a traceback.
+    """
+    from pathlib import Path
+
     from pydantic import ValidationError
 
+    if env_file is not None and not Path(env_file).is_file():
+        raise ConfigError(f"--env-file {env_file}: no such file")
+    given = {k: v for k, v in overrides.items() if v is not None}
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+        return Settings(_env_file=env_file, **given)  # type: ignore[arg-type,call-arg]
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']).upper() or 'settings'}: {err['msg']}"

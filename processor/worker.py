@@ -1,0 +1,93 @@
+"""`livewindows worker`: the processor app run as a Faust worker.
+
+Before Faust starts, a short metadata request checks that Kafka answers and that
+the four topics exist, so the common mistakes end in one line instead of a
+Faust traceback or an endless retry loop; it also gives the events topic's real
+partition count, which the state table's changelog must match.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import faust
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from livewindows.settings import ConfigError, Settings
+from processor.app import create_app
+from processor.datadir import DataDirInUse
+
+__all__ = ["DEFAULT_DATA_DIR", "worker_command"]
+
+DEFAULT_DATA_DIR = Path(".data/worker")
+_METADATA_TIMEOUT_S = 5.0
+
+
+class KafkaUnavailable(Exception):
+    """Kafka did not answer a metadata request."""
+
+
+def worker_command(args: argparse.Namespace, settings: Settings) -> int:
+    data_dir = Path(args.data_dir or DEFAULT_DATA_DIR).resolve()
+    _configure_logging()
+    try:
+        partitions = events_partitions(settings)
+        app = create_app(settings, data_dir, partitions=partitions)
+    except KafkaUnavailable as exc:
+        print(f"livewindows worker: {exc}", file=sys.stderr)
+        return 1
+    except DataDirInUse as exc:
+        raise ConfigError(str(exc)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot use data dir {data_dir}: {exc.strerror or exc}") from None
+    worker = faust.Worker(app, quiet=True, override_logging=False, redirect_stdouts=False)
+    worker.spinner = None  # a terminal progress spinner: noise in a service's output
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    return 0
+
+
+def events_partitions(settings: Settings) -> int:
+    """Partition count of the events topic; raises if Kafka or a topic is missing."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        # librdkafka would print every failed connection attempt to stderr.
+        "logger": _silent("livewindows.worker.admin"),
+    }
+    admin = AdminClient(config)
+    try:
+        metadata = admin.list_topics(timeout=_METADATA_TIMEOUT_S)
+    except KafkaException as exc:
+        raise KafkaUnavailable(
+            f"cannot reach Kafka at {settings.kafka_bootstrap_servers}: {exc.args[0].str()}"
+        ) from None
+    missing = [topic for topic in settings.topics if topic not in metadata.topics]
+    if missing:
+        raise ConfigError(
+            f"missing topic(s) {', '.join(missing)} (run 'livewindows topics create')"
+        )
+    return len(metadata.topics[settings.events_topic].partitions)
+
+
+def _configure_logging() -> None:
+    """Warnings from the libraries, INFO from livewindows: the lines an operator reads."""
+    logging.basicConfig(
+        level=logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("livewindows").setLevel(logging.INFO)
+
+
+def _silent(name: str) -> logging.Logger:
+    logger = logging.getLogger(name)
+    logger.propagate = False
+    logger.addHandler(logging.NullHandler())
+    return logger

@@ -1,0 +1,498 @@
+"""`livewindows worker` against the real broker: its windows are the core's windows.
+
+Each test runs workers as subprocesses (as an operator would), on its own topics
+and Faust app id, then stops them and compares the windows topic with the pure
+core run over the events topic as it stands, ticks the workers wrote included.
+Scenarios end with every window closed and every buffer empty, so ticks written
+after a worker's last record cannot add a window the worker did not write.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from processor.codec import decode
+from processor.tables import changelog_topic, encode_input, input_key
+from processor.windows import Config, PartitionState, process
+from tests.kafkakit import (
+    by_identity,
+    core_windows,
+    event_value,
+    produce,
+    read_all,
+    window_records,
+)
+
+pytestmark = pytest.mark.kafka
+
+GRACE_MS = 200
+RW_S = 1
+TICK_MS = 100
+SESSION_TIMEOUT_MS = 6000  # the broker's default minimum
+RECORDS_PER_INPUT = 4  # each scenario input opens and closes two windows
+
+
+@dataclass(frozen=True)
+class Topics:
+    events: str
+    windows: str
+    late: str
+    dlq: str
+
+
+class Worker:
+    """One `livewindows worker` process; its output goes to a file for the failure report."""
+
+    def __init__(self, env: dict[str, str], data_dir: Path, log_path: Path) -> None:
+        self.log_path = log_path
+        with log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "livewindows.cli", "worker", "--data-dir", str(data_dir)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    @property
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, text: str, timeout_s: float = 60.0) -> None:
+        _wait_until(lambda: text in self.output, timeout_s, f"{text!r} in the worker's log")
+
+    def stop(self, timeout_s: float = 15.0) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout_s)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def start_worker(
+    kafka_bootstrap: str, tmp_path: Path
+) -> Iterator[Callable[[Topics, str, Path], Worker]]:
+    started: list[Worker] = []
+
+    def start(topics: Topics, app_id: str, data_dir: Path) -> Worker:
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "EVENTS_TOPIC": topics.events,
+            "WINDOWS_TOPIC": topics.windows,
+            "LATE_TOPIC": topics.late,
+            "DLQ_TOPIC": topics.dlq,
+            "WINDOW_GRACE_MS": str(GRACE_MS),
+            "RECONNECT_WINDOW_S": str(RW_S),
+            "TICK_INTERVAL_MS": str(TICK_MS),
+            "PROCESSOR_APP_ID": app_id,
+            "PROCESSOR_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
+            # Wrong on purpose: the worker must use the topic's real partition count.
+            "TOPIC_PARTITIONS": "7",
+        }
+        worker = Worker(env, data_dir, tmp_path / f"worker-{len(started)}.log")
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        if worker.proc.poll() is None:
+            worker.kill()
+    for worker in started:
+        print(f"--- {worker.log_path.name} (exit {worker.proc.returncode})\n{worker.output}")
+
+
+def _topics(make_topics: Callable[..., list[str]], partitions: int) -> Topics:
+    return Topics(*make_topics("events", "windows", "late", "dlq", partitions=partitions))
+
+
+def _app_id() -> str:
+    return f"test-worker-{uuid.uuid4().hex[:12]}"
+
+
+def _wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(0.2)
+
+
+# One input's events: (id suffix, kind, occurred, received), in ms after its start.
+_STEPS = (
+    ("a", "connected", 0, 0),
+    ("b", "disconnected", 50, 50),  # opens a window ...
+    ("b", "disconnected", 50, 60),  # ... a provider's retry of it: a duplicate
+    ("c", "connected", 300, 300),  # ... closed: reconnected
+    ("d", "errored", 400, 400),  # opens a window that times out
+    ("x", "other", 100, 500),  # older than what was applied when released: late
+)
+
+
+def _scenario(inputs: range, start_ms: int) -> list[tuple[bytes, bytes]]:
+    """`_STEPS` for each input; times are wall-clock based, as the worker's ticks are."""
+    providers = ("cloudflare", "fastpix", "gjirafa")
+    records: list[tuple[bytes, bytes]] = []
+    for n in inputs:
+        provider, t = providers[n % 3], start_ms + (n % 10) * 7
+        records += [
+            event_value(
+                f"in{n}-{suffix}",
+                kind,
+                t + occurred,
+                t + received,
+                input_id=f"in{n}",
+                provider=provider,
+                reconnect_window_s=2 if provider == "fastpix" else None,  # FastPix names it
+            )
+            for suffix, kind, occurred, received in _STEPS
+        ]
+    return records
+
+
+def _identities(bootstrap: str, topic: str) -> set[str]:
+    return {identity for identity, _ in by_identity(window_records(bootstrap, topic))}
+
+
+def _assert_same_windows_as_the_core(bootstrap: str, topics: Topics) -> list[dict[str, object]]:
+    """Same set of windows as the core; copies of one window byte-identical. Returns the core's."""
+    expected = core_windows(bootstrap, topics.events, Config(GRACE_MS, RW_S))
+    written = read_all(bootstrap, topics.windows)
+    assert by_identity([orjson.loads(r.value or b"") for r in written]) == by_identity(expected)
+    copies: dict[tuple[object, object], set[bytes | None]] = defaultdict(set)
+    for r in written:
+        window = orjson.loads(r.value or b"")
+        copies[window["window_id"], window["type"]].add(r.value)
+    assert all(len(values) == 1 for values in copies.values())
+    return expected
+
+
+def test_worker_writes_the_windows_the_core_computes(
+    kafka_bootstrap: str,
+    make_topics: Callable[..., list[str]],
+    start_worker: Callable[[Topics, str, Path], Worker],
+    tmp_path: Path,
+) -> None:
+    topics = _topics(make_topics, partitions=3)
+    inputs = range(12)
+    produce(kafka_bootstrap, topics.events, _scenario(inputs, int(time.time() * 1000)))
+    worker = start_worker(topics, _app_id(), tmp_path / "data")
+
+    _wait_until(
+        lambda: (
+            len(_identities(kafka_bootstrap, topics.windows)) == RECORDS_PER_INPUT * len(inputs)
+            and len(read_all(kafka_bootstrap, topics.late)) == len(inputs)
+        ),
+        60,
+        "every window closed and every late event published",
+    )
+    started_stop = time.monotonic()
+    assert worker.stop() == 0
+    assert time.monotonic() - started_stop < 10
+
+    expected = _assert_same_windows_as_the_core(kafka_bootstrap, topics)
+    written = window_records(kafka_bootstrap, topics.windows)
+    assert len(written) == len(expected), "a clean run writes each window record once"
+    by_key: dict[str, list[object]] = defaultdict(list)
+    for w in written:
+        by_key[f"{w['provider']}:{w['input_id']}"].append(w)
+    for key, windows in by_key.items():
+        assert windows == [w for w in expected if f"{w['provider']}:{w['input_id']}" == key]
+    assert {(w["type"], w["close_reason"]) for w in written} == {
+        ("window.opened", None),
+        ("window.closed", "reconnected"),
+        ("window.closed", "timed_out"),
+    }
+
+    late = [orjson.loads(r.value or b"") for r in read_all(kafka_bootstrap, topics.late)]
+    assert sorted(str(r["event_id"]) for r in late) == sorted(f"in{n}-x" for n in inputs)
+    assert {r["late_reason"] for r in late} == {"older_than_applied"}
+    assert read_all(kafka_bootstrap, topics.dlq) == []
+
+    log = worker.output
+    assert "assigned partitions [0, 1, 2]" in log and "recovery done" in log
+    assert f"windows opened={2 * len(inputs)} closed={2 * len(inputs)}" in log
+    assert "duplicates=12" in log
+    assert "Traceback" not in log and "DEBUG" not in log
+    assert (tmp_path / "data" / "clean-shutdown").exists()
+
+
+def test_worker_sends_poison_records_to_the_dlq_and_keeps_going(
+    kafka_bootstrap: str,
+    make_topics: Callable[..., list[str]],
+    start_worker: Callable[[Topics, str, Path], Worker],
+    tmp_path: Path,
+) -> None:
+    topics = _topics(make_topics, partitions=1)
+    now_ms = int(time.time() * 1000)
+    poison = [
+        (b"cloudflare:in0", b"\x00\xffnot json"),
+        (b"cloudflare:in0", b'{"schema": "livewindows/event/v9"}'),
+        (b"fastpix:somebody-else", event_value("in0-z", "connected", now_ms, input_id="in0")[1]),
+    ]
+    good = _scenario(range(2), now_ms)
+    produce(kafka_bootstrap, topics.events, good[:3] + poison + good[3:])
+    worker = start_worker(topics, _app_id(), tmp_path / "data")
+
+    _wait_until(
+        lambda: len(_identities(kafka_bootstrap, topics.windows)) == RECORDS_PER_INPUT * 2,
+        60,
+        "the windows of the records after the poison ones",
+    )
+    assert worker.stop() == 0
+
+    _assert_same_windows_as_the_core(kafka_bootstrap, topics)
+    dead = _dead_letters(kafka_bootstrap, topics.dlq)
+    assert [(key, value) for key, value, _ in dead] == poison
+    source_offsets = [
+        e.offset for e in read_all(kafka_bootstrap, topics.events) if (e.key, e.value) in poison
+    ]
+    for (_, _, headers), source_offset in zip(dead, source_offsets, strict=True):
+        assert headers["error_type"] == b"DecodeError"
+        assert headers["error"]
+        assert headers["source_topic"] == topics.events.encode()
+        assert headers["source_partition"] == b"0"
+        assert headers["source_offset"] == str(source_offset).encode()
+    assert worker.output.count("is not a valid event or tick") == 3
+
+
+def test_worker_killed_mid_stream_resumes_from_its_changelog(
+    kafka_bootstrap: str,
+    make_topics: Callable[..., list[str]],
+    start_worker: Callable[[Topics, str, Path], Worker],
+    tmp_path: Path,
+) -> None:
+    topics = _topics(make_topics, partitions=3)
+    app_id, data_dir = _app_id(), tmp_path / "data"
+    batches = [range(n, n + 6) for n in range(0, 42, 6)]
+    feeder = _Feeder(kafka_bootstrap, topics.events, batches, pause_s=0.8)
+
+    first = start_worker(topics, app_id, data_dir)
+    first.wait_for_log("recovery done")
+    feeder.start()
+    _wait_until(lambda: _identities(kafka_bootstrap, topics.windows), 30, "a first window")
+    first.kill()  # SIGKILL with records in flight
+
+    second = start_worker(topics, app_id, data_dir)
+    second.wait_for_log("not closed cleanly")  # local tables discarded, rebuilt from changelog
+    seen = len(_identities(kafka_bootstrap, topics.windows))
+    _wait_until(
+        lambda: len(_identities(kafka_bootstrap, topics.windows)) > seen + 8,
+        60,
+        "progress after the first restart",
+    )
+    second.kill()
+    shutil.rmtree(data_dir)  # a new machine: nothing local at all
+
+    third = start_worker(topics, app_id, data_dir)
+    feeder.join()
+    total = RECORDS_PER_INPUT * sum(len(b) for b in batches)
+    _wait_until(
+        lambda: len(_identities(kafka_bootstrap, topics.windows)) == total,
+        90,
+        "every window after the second restart",
+    )
+    assert third.stop() == 0
+
+    expected = _assert_same_windows_as_the_core(kafka_bootstrap, topics)
+    assert len(expected) == total
+    # Nothing local was left: the position and watermark came from the changelog.
+    assert re.search(r"state restored \(next offset \d+, watermark 20", third.output)
+    for worker in (first, second, third):
+        assert "Traceback" not in worker.output
+
+
+def test_worker_finishes_a_record_a_crash_left_half_stored(
+    kafka_bootstrap: str,
+    make_topics: Callable[..., list[str]],
+    start_worker: Callable[[Topics, str, Path], Worker],
+    tmp_path: Path,
+) -> None:
+    """The crash no kill hits on purpose: record r stored its own input, then died.
+
+    r raises the watermark enough to release input j's reconnect; the record after
+    it is an older "ended" of j. Releasing j at r's watermark, as the core does,
+    closes j's window as reconnected and makes the "ended" late. A restart that
+    took r for a plain duplicate would leave j's window open (the worker's ticks
+    lag an hour behind these events, so no tick releases it).
+    """
+    topics = _topics(make_topics, partitions=1)
+    app_id, data_dir = _app_id(), tmp_path / "data"
+    t = int(time.time() * 1000) + 3_600_000
+
+    def event(input_id: str, suffix: str, kind: str, at: int, received: int) -> tuple[bytes, bytes]:
+        return event_value(f"{input_id}-{suffix}", kind, t + at, t + received, input_id=input_id)
+
+    produce(
+        kafka_bootstrap,
+        topics.events,
+        [
+            event("j", "a", "connected", 0, 0),
+            event("j", "b", "disconnected", 50, 50),
+            event("j", "c", "connected", 300, 300),
+        ],
+    )
+    first = start_worker(topics, app_id, data_dir)
+    _wait_until(lambda: _identities(kafka_bootstrap, topics.windows), 60, "j's window opened")
+    assert first.stop() == 0
+
+    produce(kafka_bootstrap, topics.events, [event("i", "r", "connected", 600, 600)])
+    produce(kafka_bootstrap, topics.events, [event("j", "z", "ended", 250, 310)])
+    # The crash: r's own input stored (tagged with r's offset), nothing else of r.
+    state, config = PartitionState(), Config(GRACE_MS, RW_S)
+    for record in read_all(kafka_bootstrap, topics.events):
+        state, _ = process(state, decode(record.key, record.value), config)
+        if record.key == b"cloudflare:i":
+            half_stored = encode_input(state.inputs["cloudflare:i"], record.offset)
+            break
+    produce(
+        kafka_bootstrap,
+        changelog_topic(app_id),
+        [(input_key(0, "cloudflare:i"), half_stored)],
+    )
+
+    second = start_worker(topics, app_id, data_dir)
+    _wait_until(
+        lambda: (
+            len(_identities(kafka_bootstrap, topics.windows)) == 2
+            and len(read_all(kafka_bootstrap, topics.late)) == 1
+        ),
+        60,
+        "j's window closed and j's late event",
+    )
+    assert second.stop() == 0
+
+    expected = _assert_same_windows_as_the_core(kafka_bootstrap, topics)
+    assert [w["close_reason"] for w in expected] == [None, "reconnected"]
+    assert "finished storing a record a crash interrupted" in second.output
+
+
+def test_two_workers_in_one_group_write_what_one_would(
+    kafka_bootstrap: str,
+    make_topics: Callable[..., list[str]],
+    start_worker: Callable[[Topics, str, Path], Worker],
+    tmp_path: Path,
+) -> None:
+    topics = _topics(make_topics, partitions=4)
+    app_id = _app_id()
+    first = start_worker(topics, app_id, tmp_path / "one")
+    produce(kafka_bootstrap, topics.events, _scenario(range(0, 12), int(time.time() * 1000)))
+    _wait_until(lambda: _identities(kafka_bootstrap, topics.windows), 60, "a first window")
+
+    second = start_worker(topics, app_id, tmp_path / "two")
+    second.wait_for_log("recovery done; processing partitions [")
+    produce(kafka_bootstrap, topics.events, _scenario(range(12, 24), int(time.time() * 1000)))
+    _wait_until(
+        lambda: len(_identities(kafka_bootstrap, topics.windows)) == RECORDS_PER_INPUT * 24,
+        60,
+        "every window of both batches",
+    )
+    assert second.stop() == 0
+    assert first.stop() == 0
+
+    expected = _assert_same_windows_as_the_core(kafka_bootstrap, topics)
+    assert len(expected) == RECORDS_PER_INPUT * 24
+    assert re.search(r"recovery done; processing partitions \[\d", second.output)
+    assert "state restored" in first.output and "state restored" in second.output
+
+
+def test_worker_reports_an_unreachable_kafka_in_one_line(tmp_path: Path) -> None:
+    began = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "livewindows.cli", "worker", "--data-dir", str(tmp_path)],
+        env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith("livewindows worker: cannot reach Kafka at 127.0.0.1:1")
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert time.monotonic() - began < 30
+
+
+def test_worker_names_missing_topics_and_a_busy_data_dir(
+    kafka_bootstrap: str, make_topics: Callable[..., list[str]], tmp_path: Path
+) -> None:
+    def run(events_topic: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "livewindows.cli", "worker", "--data-dir", str(tmp_path)],
+            env={
+                **os.environ,
+                "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+                "EVENTS_TOPIC": events_topic,
+                "WINDOWS_TOPIC": events_topic,
+                "LATE_TOPIC": events_topic,
+                "DLQ_TOPIC": events_topic,
+            },
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    done = run("no-such-topic-" + uuid.uuid4().hex)
+    assert done.returncode == 2
+    assert "missing topic(s) no-such-topic-" in done.stderr and "Traceback" not in done.stderr
+
+    (topic,) = make_topics("events")
+    from processor.datadir import open_data_dir
+
+    open_data_dir(tmp_path)  # held by this process until it exits
+    done = run(topic)
+    assert done.returncode == 2
+    assert "is in use by another worker" in done.stderr and "Traceback" not in done.stderr
+
+
+class _Feeder(threading.Thread):
+    """Produces scenario batches over time, as webhooks would arrive."""
+
+    def __init__(self, bootstrap: str, topic: str, batches: list[range], pause_s: float) -> None:
+        super().__init__(daemon=True)
+        self._args = (bootstrap, topic)
+        self._batches, self._pause_s = batches, pause_s
+
+    def run(self) -> None:
+        for batch in self._batches:
+            produce(*self._args, _scenario(batch, int(time.time() * 1000)))
+            time.sleep(self._pause_s)
+
+
+def _dead_letters(
+    bootstrap: str, topic: str
+) -> list[tuple[bytes | None, bytes | None, dict[str, bytes]]]:
+    """(key, value, headers) of each record of a one-partition topic."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "test-worker", "enable.auto.commit": False}
+    )
+    try:
+        _, end = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        records = []
+        deadline = time.monotonic() + 20
+        while len(records) < end and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                headers = {name: value or b"" for name, value in message.headers() or []}
+                records.append((message.key(), message.value(), headers))
+        return records
+    finally:
+        consumer.close()
