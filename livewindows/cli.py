@@ -115,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--db", default="sqlite:///livewindows.db", metavar="URL",
         help="sqlite:///path or postgresql://... (default sqlite:///livewindows.db)",
     )
+    billing.add_argument(
+        "--group", default="livewindows-billing", help="consumer group (default livewindows-billing)"
+    )
     billing.set_defaults(handler=_entry("livewindows.billing.consumer:billing_command"))
 
     dev = commands.add_parser(

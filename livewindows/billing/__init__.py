@@ -1,0 +1,1 @@
+"""The reference billing consumer: window records into `disconnect_windows` and `input_totals`."""

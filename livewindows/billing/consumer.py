@@ -1,0 +1,200 @@
+"""`livewindows billing`: the windows topic into the billing tables, exactly once in effect.
+
+Delivery is at least once and the writes are idempotent, which together make the
+tables exact: a batch is written in one database transaction, and only after it
+committed are the batch's offsets committed to Kafka (synchronously). A crash in
+between replays the batch, which changes nothing. A database error ends the
+command with the offsets of the failed batch uncommitted, so a restart resumes
+there. A record that is not a valid window is reported and skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import FrameType
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from livewindows.billing.codec import InvalidWindow, decode_window
+from livewindows.billing.store import Store, open_store, redact_url
+from livewindows.settings import Settings
+from schemas.records import Window
+
+__all__ = ["DEFAULT_GROUP", "BillingConsumer", "BillingSummary", "billing_command"]
+
+DEFAULT_GROUP = "livewindows-billing"
+_PROGRESS_EVERY_S = 10.0
+
+Report = Callable[[str], None]
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+@dataclass(slots=True)
+class BillingSummary:
+    records: int = 0
+    invalid: int = 0
+    rows_written: int = 0
+    windows_closed: int = 0
+    batches: int = 0
+
+    def line(self) -> str:
+        return (
+            f"{self.records:,} records, {self.invalid:,} invalid (skipped); "
+            f"{self.rows_written:,} rows written, {self.windows_closed:,} windows closed; "
+            f"transactions: {self.batches:,}"
+        )
+
+
+class BillingConsumer:
+    """A consumer-group member that writes window records into a `Store`.
+
+    `run()` returns after `stop()` (from a signal handler or another thread), or
+    once nothing arrived for `max_idle_s` while partitions were assigned (tests).
+    The batch in hand is always written and committed before `run()` returns.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        group_id: str = DEFAULT_GROUP,
+        topic: str | None = None,
+        batch_size: int = 500,
+        poll_timeout_s: float = 0.5,
+        report: Report = _stderr,
+    ) -> None:
+        self._store = store
+        self._topic = topic or settings.windows_topic
+        self._batch_size = batch_size
+        self._poll_timeout_s = poll_timeout_s
+        self._report = report
+        self._stopping = False
+        self._assigned = False
+        self.summary = BillingSummary()
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": settings.kafka_bootstrap_servers,
+                "group.id": group_id,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_committed",
+            }
+        )
+
+    def stop(self) -> None:
+        """Ask `run()` to return after the batch in hand (safe in a signal handler)."""
+        self._stopping = True
+
+    def close(self) -> None:
+        """Leave the group; committed offsets are all the consumer leaves behind."""
+        self._consumer.close()
+
+    def run(self, max_idle_s: float | None = None) -> BillingSummary:
+        self._consumer.subscribe([self._topic], on_assign=self._on_assign)
+        idle_since = time.monotonic()
+        last_report = idle_since
+        reported = self.summary.records
+        while not self._stopping:
+            messages = self._consumer.consume(self._batch_size, timeout=self._poll_timeout_s)
+            now = time.monotonic()
+            if messages:
+                self._handle(messages)
+                idle_since = now
+            elif not self._assigned:
+                idle_since = now  # joining the group is not idleness
+            elif max_idle_s is not None and now - idle_since >= max_idle_s:
+                break
+            if now - last_report >= _PROGRESS_EVERY_S and self.summary.records != reported:
+                self._report(f"billing: {self.summary.line()}")
+                last_report, reported = now, self.summary.records
+        return self.summary
+
+    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned = self._assigned or bool(partitions)
+
+    def _handle(self, messages: Sequence[Message]) -> None:
+        windows: list[Window] = []
+        offsets: dict[tuple[str, int], int] = {}
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                self._on_error(error)
+                continue
+            topic, partition, offset = message.topic(), message.partition(), message.offset()
+            assert topic is not None and partition is not None and offset is not None
+            offsets[(topic, partition)] = offset + 1
+            self.summary.records += 1
+            try:
+                windows.append(decode_window(message.value()))
+            except InvalidWindow as exc:
+                self.summary.invalid += 1
+                self._report(f"billing: skipped {topic}/{partition}@{offset}: {exc}")
+        if not offsets:
+            return
+        applied = self._store.apply(windows, now_ms=time.time_ns() // 1_000_000)
+        self.summary.rows_written += applied.rows_written
+        self.summary.windows_closed += applied.windows_closed
+        self.summary.batches += 1
+        self._commit([TopicPartition(t, p, o) for (t, p), o in offsets.items()])
+
+    def _commit(self, offsets: list[TopicPartition]) -> None:
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            # Typically a rebalance: the batch is in the database, and whoever owns
+            # the partitions now replays it harmlessly from the last commit.
+            self._report(f"billing: offset commit failed, batch will be replayed: {exc}")
+
+    def _on_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            raise KafkaException(error)
+        # e.g. the topic does not exist yet: librdkafka keeps retrying by itself.
+        self._report(f"billing: Kafka: {error.str()}")
+
+
+def billing_command(args: argparse.Namespace, settings: Settings) -> int:
+    store = open_store(args.db)
+    group_id = getattr(args, "group", None) or DEFAULT_GROUP
+    consumer = BillingConsumer(settings, store, group_id=group_id)
+    _stderr(
+        f"billing: consuming {settings.windows_topic} at {settings.kafka_bootstrap_servers} "
+        f"as group {group_id} into {redact_url(args.db)}"
+    )
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        _stderr(f"billing: {signal.Signals(signum).name}: finishing the batch in hand")
+        consumer.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)  # a second signal stops at once
+
+    for sig in previous:
+        signal.signal(sig, on_signal)
+    code = 0
+    try:
+        consumer.run()
+    except KafkaException as exc:
+        _stderr(f"billing: Kafka error: {exc.args[0]}")
+        code = 1
+    except Exception as exc:  # the database, typically: report it, exit non-zero
+        _stderr(
+            f"billing: stopped on {type(exc).__name__}: {exc}; the batch in hand was not "
+            f"committed to Kafka, so a restart resumes with it"
+        )
+        code = 1
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        consumer.close()
+        store.close()
+    _stderr(f"billing: stopped: {consumer.summary.line()}")
+    return code
