@@ -112,11 +112,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Consume the windows topic into disconnect_windows and per-input totals.",
     )
     billing.add_argument(
-        "--db", default="sqlite:///livewindows.db", metavar="URL",
+        "--db",
+        default="sqlite:///livewindows.db",
+        metavar="URL",
         help="sqlite:///path or postgresql://... (default sqlite:///livewindows.db)",
     )
     billing.add_argument(
-        "--group", default="livewindows-billing", help="consumer group (default livewindows-billing)"
+        "--group",
+        default="livewindows-billing",
+        help="consumer group (default livewindows-billing)",
     )
     billing.set_defaults(handler=_entry("livewindows.billing.consumer:billing_command"))
 
@@ -135,9 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="send signed sample webhooks like a provider would",
         description="Send a realistic, signed sequence of a provider's webhooks to a producer.",
     )
-    send.add_argument(
-        "--provider", required=True, choices=("cloudflare", "fastpix", "gjirafa")
-    )
+    send.add_argument("--provider", required=True, choices=("cloudflare", "fastpix", "gjirafa"))
     send.add_argument("--url", required=True, metavar="U", help="producer base URL")
     send.add_argument("--input", metavar="ID", help="live input id (default: a random one)")
     send.set_defaults(handler=_entry("producer.test_events:send_command"))
