@@ -1,9 +1,11 @@
 """The Faust app: the events topic through the window core into the windows topic.
 
-One agent reads the events topic as raw bytes and hands each record to
-`processor.shell.Shell`, one at a time, so each partition is processed strictly
-in offset order. Core state lives in one RocksDB table (`processor.tables`)
-whose changelog has the events topic's partition count, and each partition's
+One agent reads the events topic as raw bytes in batches (`take_events`: up to
+`BATCH_RECORDS` records, or what came within `BATCH_WITHIN_S`) and hands each
+batch to `processor.shell.Shell`, which runs each partition's records through
+the core in offset order and stores the batch before the next one starts (group
+commit). Core state lives in one RocksDB table (`processor.tables`) whose
+changelog has the events topic's partition count, and each partition's
 `PartitionState` is rebuilt from it (`PartitionState.restore`) on the first
 record after an assignment. A timer writes a tick to each events partition this
 worker owns, so the group as a whole ticks every partition, each with one clock.
@@ -13,47 +15,61 @@ Crash semantics (a SIGKILL anywhere must not lose or change a window)
 The outputs are a pure function of each partition's records, so it suffices
 that a restarted (or rebalanced) worker resumes every partition from a state
 the uninterrupted run also went through, at the record that run took next.
-For each record r the shell does, in this order:
+For each batch the shell does, per partition p with records [a, b) in it:
 
-1. run the core (or, for an undecodable record, nothing);
-2. send every window / late / DLQ record and await the broker's ack of each;
-3. write the inputs r changed, each tagged with r's offset, then the partition's
-   position `{next_offset: r+1, watermark}`, and await the changelog's ack of
-   every write (Faust only buffers changelog writes, and its pre-commit flush
-   can return early, so the futures are awaited: `StateTable.confirm`);
-4. ack r to Faust (by hand: the agent iterates with acks off, so neither an
-   error nor a cancellation can ack a half-done record).
+1. run the core over [a, b) in memory (an undecodable record: DLQ, no state
+   change), handing every window / late / DLQ record to the producer at once;
+2. await the broker's ack of every one of those records;
+3. write p's WAL `<p>/~wal` = {first_offset a, next_offset b, watermark after b-1,
+   changes: the stored value of every input [a, b) changed, its last value}
+   (split in parts under Kafka's request limit if it is large, each part naming
+   (a, b, parts), so only a WAL with every part stored counts), and await the
+   changelog's ack (Faust only buffers changelog writes and never reports a
+   failed one, so the futures are awaited: `StateTable.confirm`);
+4. write the changed inputs to their own keys, then p's position
+   `{next_offset: b, watermark}`, and await their acks;
+5. ack the batch's records to Faust (`take_events` does, after the shell returned;
+   an error never gets there: it ends the process, see below).
 
-The position makes the stored state say exactly which records it contains, so
-Faust's committed offset only decides where fetching resumes. Records below
-`next_offset` are skipped as done; a record above it means Faust skipped some,
-which faust-streaming 0.15.3 does (its fetcher races its own seek at the end of
-a recovery, then counts the skipped offsets as committable): the shell seeks
-the partition back to `next_offset` and skips the record. Such a skipped record
-is acked too: a commit past unprocessed records costs a seek after the next
-restart, never a record.
+Every write of p, WAL included, goes to changelog partition p (the shell makes
+one of p's records Faust's current event for them, which is what picks the
+partition), and p's changelog partition is one ordered log: aiokafka keeps a
+partition's batches in order, retries included, and a batch's writes start only
+after the previous batch's were acked. So after a crash p's changelog holds all
+writes of the batches before [a, b) and a prefix of [a, b)'s:
+- no whole WAL of [a, b): the position is a, the stored inputs are exactly the
+  state after a-1 (the keys are written only after the WAL), so [a, b) runs again
+  from the same state and re-sends the same records (same key, value and
+  timestamp: the source record's): byte-identical duplicates of step 2's;
+- the WAL of [a, b), and any prefix of its key writes, but not position b: on its
+  first record the shell reads position a < WAL's b and redoes the WAL (writes all
+  its changes, then position b) before `PartitionState.restore`. The outputs of
+  [a, b) were acked in step 2, before the WAL was written;
+- position b: [a, b) is stored completely; the next batch starts at b.
+The stored state is thus always exactly at a batch boundary, and the position
+says which. Step 2 before 3 is what makes the redo safe (a WAL never stands for
+outputs that were not sent); step 3 before 5 is what lets Faust's commit never
+run ahead of what is stored. Even that is only an optimization: the position,
+not Faust's committed offset, says where p resumes. Records below `next_offset`
+are skipped as done; a record above it means Faust skipped some, which
+faust-streaming 0.15.3 does (its fetcher races its own seek at the end of a
+recovery, then counts the skipped offsets as committable): the shell seeks the
+partition back to `next_offset` and skips the record and those after it that
+were fetched before the seek. Such skipped records are acked too: a commit past
+unprocessed records costs a seek after the next restart, never a record.
 
-After a crash the changelog holds every write of the records before r and a
-prefix of r's writes (one table, so one changelog partition, in write order;
-aiokafka keeps a partition's batches in order, retries included):
-- nothing of r: r runs again from the same state and re-sends the same records
-  (same key, value and timestamp): duplicates, byte-identical;
-- some of r's inputs but not its position: the position still names r, the
-  stored inputs are in their state after r (past r's watermark, so no release
-  at it is due for them), the others in their state before r. If r's own input
-  is among the others, r simply runs again. If it was stored, the core calls r a
-  duplicate and stops; the shell sees the input's offset tag equal r's offset
-  and finishes r with a tick at r's watermark, which releases exactly the inputs
-  r would have released (release depends only on an input's state and the
-  watermark, and releasing twice at one watermark changes nothing). The outputs
-  of the stored inputs went out in step 2, before the crash.
-The local RocksDB can be ahead of the changelog after a crash, and Faust's
-recovery can replay older values over it; so local tables are trusted only
-after a clean stop (`processor.datadir`), otherwise rebuilt from the changelog.
+The local RocksDB can be ahead of the changelog after a crash (a key written
+locally whose changelog record never got out), and Faust's recovery can replay
+older values over it; so local tables are trusted only after a clean stop
+(`processor.datadir`: the shell must not be between a batch's first write and
+the ack of its last), otherwise rebuilt from the changelog.
 An unexpected error ends the process at once (exit 70) rather than let Faust
-carry on past a half-processed record: fail-stop turns every error into the
-SIGKILL case above. Outside the argument: a changelog write the broker rejects
-for good after it accepted later ones (the worker dies, the changelog has a gap).
+carry on (or ack, as `take_events` would in its cleanup) past a half-stored
+batch: fail-stop turns every error into the SIGKILL case above. Outside the
+argument: a changelog write the broker rejects for good after it accepted later
+ones (the worker dies, the changelog has a gap), and an input whose own stored
+value exceeds the producer's request limit (1 MB), which the per-record design
+could not store either.
 
 `processing_guarantee="exactly_once"` is not used: in faust-streaming 0.15.3 it
 is known to crash at start-up (faust-streaming/faust#440), to produce duplicates
@@ -90,6 +106,11 @@ __all__ = ["FATAL_EXIT_CODE", "create_app"]
 log = logging.getLogger("livewindows.worker")
 
 FATAL_EXIT_CODE = 70  # EX_SOFTWARE
+# A batch ends at this many records or when no record came for this long; then it
+# is stored (three round trips to the broker), so these bound both the commit
+# latency and the number of duplicates a crash can cause.
+BATCH_RECORDS = 2000
+BATCH_WITHIN_S = 0.05
 _STATS_INTERVAL_S = 30.0
 
 
@@ -123,6 +144,10 @@ def create_app(
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        # Outputs and changelog writes are awaited per batch, not per record, so
+        # a few ms of linger costs little latency and saves most produce requests.
+        producer_linger=0.005,
+        producer_max_batch_size=262_144,
         broker_session_timeout=session_timeout_s,
         broker_heartbeat_interval=max(0.1, session_timeout_s / 5),
         broker_commit_interval=1.0,
@@ -143,15 +168,18 @@ def create_app(
     )
 
     async def windows(stream: StreamT[bytes]) -> None:
-        records = cast(faust.Stream[bytes], stream).noack()  # noack() is not on StreamT
-        async for event in records.events():
+        # noack() is not on StreamT, take_events() is not on what noack() returns
+        records = cast(faust.Stream[bytes], cast(faust.Stream[bytes], stream).noack())
+        # take_events acks a batch's records when asked for the next batch, i.e.
+        # after `handle` stored it (and also in its cleanup on a cancellation,
+        # which only ever costs a seek: see above).
+        async for events in records.take_events(BATCH_RECORDS, BATCH_WITHIN_S):
             try:
-                await shell.handle(event.message)
+                await shell.handle(events)
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:
                 _die(exc)
-            await records.ack(event)
 
     app.agent(events, name="windows")(windows)
 

@@ -27,9 +27,16 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from processor.codec import decode
-from processor.tables import changelog_topic, encode_input, input_key
-from processor.windows import Config, PartitionState, process
+from processor.codec import decode, encode_window
+from processor.tables import (
+    Wal,
+    changelog_topic,
+    encode_input,
+    encode_wal_parts,
+    input_key,
+    wal_key,
+)
+from processor.windows import Config, PartitionState, WindowRecord, process
 from tests.kafkakit import (
     by_identity,
     core_windows,
@@ -319,19 +326,21 @@ def test_worker_killed_mid_stream_resumes_from_its_changelog(
         assert "Traceback" not in worker.output
 
 
-def test_worker_finishes_a_record_a_crash_left_half_stored(
+def test_worker_redoes_a_batch_a_crash_left_half_stored(
     kafka_bootstrap: str,
     make_topics: Callable[..., list[str]],
     start_worker: Callable[[Topics, str, Path], Worker],
     tmp_path: Path,
 ) -> None:
-    """The crash no kill hits on purpose: record r stored its own input, then died.
+    """The crash no kill hits on purpose: batch [r] wrote its outputs, its WAL and one
+    of its inputs' keys, then died before the rest and before its position.
 
     r raises the watermark enough to release input j's reconnect; the record after
     it is an older "ended" of j. Releasing j at r's watermark, as the core does,
     closes j's window as reconnected and makes the "ended" late. A restart that
-    took r for a plain duplicate would leave j's window open (the worker's ticks
-    lag an hour behind these events, so no tick releases it).
+    ignored the WAL would restore j before r but r's own input after it, take r
+    for a duplicate, and leave j's window open (the worker's ticks lag an hour
+    behind these events, so no tick releases it): the late event never comes.
     """
     topics = _topics(make_topics, partitions=1)
     app_id, data_dir = _app_id(), tmp_path / "data"
@@ -355,17 +364,24 @@ def test_worker_finishes_a_record_a_crash_left_half_stored(
 
     produce(kafka_bootstrap, topics.events, [event("i", "r", "connected", 600, 600)])
     produce(kafka_bootstrap, topics.events, [event("j", "z", "ended", 250, 310)])
-    # The crash: r's own input stored (tagged with r's offset), nothing else of r.
+    # The crash, as the shell would have left it: r's outputs acked, then r's WAL,
+    # then r's own input's key, nothing else of r (no j, no position).
     state, config = PartitionState(), Config(GRACE_MS, RW_S)
     for record in read_all(kafka_bootstrap, topics.events):
-        state, _ = process(state, decode(record.key, record.value), config)
+        state, outputs = process(state, decode(record.key, record.value), config)
         if record.key == b"cloudflare:i":
-            half_stored = encode_input(state.inputs["cloudflare:i"], record.offset)
+            r, r_outputs = record, outputs
             break
+    (closed,) = [o for o in r_outputs if isinstance(o, WindowRecord)]
+    produce(kafka_bootstrap, topics.windows, [encode_window(closed)])
+    changes = {
+        key: encode_input(state.inputs[key], r.offset) for key in ("cloudflare:i", "cloudflare:j")
+    }
+    (wal,) = encode_wal_parts(Wal(r.offset, r.offset + 1, state.watermark_ms, changes))
     produce(
         kafka_bootstrap,
         changelog_topic(app_id),
-        [(input_key(0, "cloudflare:i"), half_stored)],
+        [(wal_key(0, 0), wal), (input_key(0, "cloudflare:i"), changes["cloudflare:i"])],
     )
 
     second = start_worker(topics, app_id, data_dir)
@@ -381,7 +397,7 @@ def test_worker_finishes_a_record_a_crash_left_half_stored(
 
     expected = _assert_same_windows_as_the_core(kafka_bootstrap, topics)
     assert [w["close_reason"] for w in expected] == [None, "reconnected"]
-    assert "finished storing a record a crash interrupted" in second.output
+    assert f"redid the write-ahead record of offsets {r.offset} to {r.offset}" in second.output
 
 
 def test_two_workers_in_one_group_write_what_one_would(
