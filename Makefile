@@ -29,11 +29,8 @@ lint: setup
 	$(BIN)/mypy producer processor schemas livewindows
 
 bench: setup
-	@if [ -e bench/__init__.py ] || [ -e bench/__main__.py ] || [ -e bench.py ]; then \
-		$(BIN)/python -m bench; \
-	else \
-		echo "no benchmark yet (bench/ is not there)"; \
-	fi
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	$(BIN)/python -m bench
 
 # Leaves .venv and the Kafka jar cache (~/.cache/livewindows) in place.
 clean:

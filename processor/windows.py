@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-from collections.abc import Iterator, MutableMapping
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -284,15 +284,6 @@ class PartitionState:
             self._due[key] = deadline_ms
             heapq.heappush(self._agenda, (deadline_ms, key))
 
-    def _pop_due(self, watermark_ms: int) -> Iterator[str]:
-        """Keys whose deadline has come, earliest first; stale heap entries are skipped."""
-        agenda, due = self._agenda, self._due
-        while agenda and agenda[0][0] <= watermark_ms:
-            deadline_ms, key = heapq.heappop(agenda)
-            if due.get(key) == deadline_ms:
-                del due[key]
-                yield key
-
     def pending(self) -> int:
         """Inputs with buffered events or an open window (for metrics)."""
         return len(self._due)
@@ -308,39 +299,50 @@ def process(
     state: PartitionState, record: Record, config: Config
 ) -> tuple[PartitionState, list[Output]]:
     """Step 1 then step 2 of SPEC §5 for one record of the partition, in offset order."""
+    # This runs once per record of the events topic, so the deadline index and
+    # the watermark are handled inline rather than through helper calls.
     outputs: list[Output] = []
-    if isinstance(record, Tick):
-        _advance(state, record.received_ms)
-    else:
-        input_state = state.inputs.get(record.key)
+    inputs = state.inputs
+    received_ms = record.received_ms
+    if not isinstance(record, Tick):
+        key = record.key
+        input_state = inputs.get(key)
         if input_state is None:
             input_state = InputState()
         elif _is_duplicate(input_state, record.event_id):
             outputs.append(DuplicateEvent(record))
             return state, outputs
         input_state.buffer.append(record)
-        state.inputs[record.key] = input_state
-        _advance(state, record.received_ms)
-        state._schedule(record.key, record.received_ms + config.grace_ms)
+        inputs[key] = input_state
+        state._schedule(key, received_ms + config.grace_ms)
     watermark_ms = state.watermark_ms
-    if watermark_ms is not None:
-        for key in state._pop_due(watermark_ms):
-            input_state = state.inputs[key]
-            _release(input_state, watermark_ms, config, outputs)
-            state.inputs[key] = input_state
-            deadline = _next_deadline(input_state, watermark_ms, config)
-            if deadline is not None:
-                state._schedule(key, deadline)
+    if watermark_ms is None or received_ms > watermark_ms:
+        state.watermark_ms = watermark_ms = received_ms
+    agenda, due = state._agenda, state._due
+    # Pop the inputs whose deadline has come, earliest first; stale heap entries
+    # (an input rescheduled earlier) are skipped. Rescheduling during the loop
+    # may add an entry that is already due: the loop condition sees it.
+    while agenda and agenda[0][0] <= watermark_ms:
+        deadline_ms, key = heapq.heappop(agenda)
+        if due.get(key) != deadline_ms:
+            continue
+        del due[key]
+        input_state = inputs[key]
+        _release(input_state, watermark_ms, config, outputs)
+        inputs[key] = input_state
+        deadline = _next_deadline(input_state, watermark_ms, config)
+        if deadline is not None:
+            state._schedule(key, deadline)
     return state, outputs
 
 
-def _advance(state: PartitionState, received_ms: int) -> None:
-    if state.watermark_ms is None or received_ms > state.watermark_ms:
-        state.watermark_ms = received_ms
-
-
 def _is_duplicate(state: InputState, event_id: str) -> bool:
-    return event_id in state.seen or any(e.event_id == event_id for e in state.buffer)
+    if event_id in state.seen:
+        return True
+    for event in state.buffer:  # noqa: SIM110 (a loop: any() of a generator costs more)
+        if event.event_id == event_id:
+            return True
+    return False
 
 
 def _next_deadline(state: InputState, watermark_ms: int | None, config: Config) -> int | None:
@@ -349,30 +351,49 @@ def _next_deadline(state: InputState, watermark_ms: int | None, config: Config) 
     A window whose time-out is due but held back by a buffered event that may
     still reconnect it is woken by that event's own deadline instead.
     """
-    deadlines = [e.received_ms + config.grace_ms for e in state.buffer]
+    grace_ms = config.grace_ms
+    earliest: int | None = None
+    for event in state.buffer:
+        deadline = event.received_ms + grace_ms
+        if earliest is None or deadline < earliest:
+            earliest = deadline
     window = state.window
     if window is not None:
-        timeout_due = window.opening_received_ms + window.reconnect_window_ms + config.grace_ms
-        if watermark_ms is None or timeout_due > watermark_ms:
-            deadlines.append(timeout_due)
-    return min(deadlines) if deadlines else None
+        timeout_due = window.opening_received_ms + window.reconnect_window_ms + grace_ms
+        if (watermark_ms is None or timeout_due > watermark_ms) and (
+            earliest is None or timeout_due < earliest
+        ):
+            earliest = timeout_due
+    return earliest
 
 
 def _release(state: InputState, watermark_ms: int, config: Config, outputs: list[Output]) -> None:
     """SPEC §5 step 2 for one input: apply what the grace has let through, then time out."""
     grace_ms = config.grace_ms
-    ready = [e for e in state.buffer if e.received_ms + grace_ms <= watermark_ms]
+    released_up_to = watermark_ms - grace_ms  # received_ms + grace_ms <= watermark_ms
+    buffer = state.buffer
+    ready = [e for e in buffer if e.received_ms <= released_up_to]
     if ready:
-        state.buffer = [e for e in state.buffer if e.received_ms + grace_ms > watermark_ms]
-        ready.sort(key=lambda e: (e.occurred_ms, e.event_id))
+        if len(ready) == len(buffer):
+            state.buffer = []
+        else:
+            state.buffer = [e for e in buffer if e.received_ms > released_up_to]
+        if len(ready) > 1:
+            ready.sort(key=_application_order)
         for event in ready:
-            if state.last_applied_ms is not None and event.occurred_ms < state.last_applied_ms:
+            occurred_ms = event.occurred_ms
+            last_applied_ms = state.last_applied_ms
+            if last_applied_ms is not None and occurred_ms < last_applied_ms:
                 outputs.append(LateEvent(event, LATE_OLDER_THAN_APPLIED))
             else:
-                if state.window is not None and event.occurred_ms >= state.window.timeout_ms:
+                window = state.window
+                if (
+                    window is not None
+                    and occurred_ms >= window.opened_ms + window.reconnect_window_ms
+                ):
                     _time_out(state, outputs)
                 _apply(state, event, config, outputs)
-                state.last_applied_ms = event.occurred_ms
+                state.last_applied_ms = occurred_ms
             _mark_seen(state, event, watermark_ms)
     window = state.window
     if (
@@ -381,6 +402,10 @@ def _release(state: InputState, watermark_ms: int, config: Config, outputs: list
         and all(e.occurred_ms >= window.timeout_ms for e in state.buffer)
     ):
         _time_out(state, outputs)
+
+
+def _application_order(event: Event) -> tuple[int, str]:
+    return event.occurred_ms, event.event_id
 
 
 def _apply(state: InputState, event: Event, config: Config, outputs: list[Output]) -> None:
@@ -406,15 +431,15 @@ def _open(state: InputState, event: Event, config: Config, outputs: list[Output]
     reconnect_window_ms = state.reconnect_window_ms
     if reconnect_window_ms is None:
         reconnect_window_ms = config.reconnect_window_s * 1000
-    window = OpenWindow(
-        window_id=window_id(event.provider, event.input_id, event.event_id),
-        provider=event.provider,
-        input_id=event.input_id,
-        opened_ms=event.occurred_ms,
-        reconnect_window_ms=reconnect_window_ms,
-        opening_received_ms=event.received_ms,
-        opening_event_id=event.event_id,
-        open_reason=event.kind,
+    window = OpenWindow(  # positionally: the field order of OpenWindow
+        window_id(event.provider, event.input_id, event.event_id),
+        event.provider,
+        event.input_id,
+        event.occurred_ms,
+        reconnect_window_ms,
+        event.received_ms,
+        event.event_id,
+        event.kind,
     )
     state.window = window
     outputs.append(_record(window, "window.opened", None, None, None))
@@ -460,15 +485,15 @@ def _record(
     close_reason: str | None,
     closing_event_id: str | None,
 ) -> WindowRecord:
-    return WindowRecord(
-        type=type_,
-        window_id=window.window_id,
-        provider=window.provider,
-        input_id=window.input_id,
-        opened_ms=window.opened_ms,
-        closed_ms=closed_ms,
-        open_reason=window.open_reason,
-        close_reason=close_reason,
-        opening_event_id=window.opening_event_id,
-        closing_event_id=closing_event_id,
+    return WindowRecord(  # positionally: the field order of WindowRecord
+        type_,
+        window.window_id,
+        window.provider,
+        window.input_id,
+        window.opened_ms,
+        closed_ms,
+        window.open_reason,
+        close_reason,
+        window.opening_event_id,
+        closing_event_id,
     )

@@ -20,6 +20,14 @@ _RFC3339 = re.compile(
 _CANONICAL = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DAY_MS = 86_400_000
+# Minutes seen recently, both ways: "YYYY-MM-DDTHH:MM" -> epoch ms of that minute
+# (only prefixes that passed the full check), and epoch minute -> "YYYY-MM-DDTHH:MM:".
+# Records of a stream are close in time, so a few entries serve nearly every call;
+# the caches are cleared when full rather than grown.
+_MINUTES_KEPT = 4096
+_MINUTES: dict[str, int] = {}
+_MINUTE_TEXTS: dict[int, str] = {}
+_SECOND_TEXTS: list[str] = []
 
 
 class InvalidTimestamp(ValueError):
@@ -28,19 +36,25 @@ class InvalidTimestamp(ValueError):
 
 def parse_ms(text: str) -> int:
     """Milliseconds since the epoch; sub-millisecond digits are truncated."""
-    if len(text) == 24 and _CANONICAL.fullmatch(text):
-        # The contract's own form, on every record of the hot path: no datetime.
-        return (
-            (
-                _day_ms(text[:10])
-                + int(text[11:13]) * 3_600_000
-                + int(text[14:16]) * 60_000
-                + int(text[17:19]) * 1000
-                + int(text[20:23])
+    if len(text) == 24:
+        # Hot path: the contract's own form, whose minute was seen before. The
+        # cached prefixes passed the full check below, so only the rest is checked.
+        minute_ms = _MINUTES.get(text[:16])
+        if minute_ms is not None and text[16] == ":" and text[19] == "." and text[23] == "Z":
+            second_text, milli_text = text[17:19], text[20:23]
+            if second_text.isdecimal() and milli_text.isdecimal() and second_text < "60":
+                return minute_ms + int(second_text) * 1000 + int(milli_text)
+        if _CANONICAL.fullmatch(text):
+            # The contract's form: no datetime.
+            if not _valid_clock(text):
+                _invalid(text)
+            minute_ms = (
+                _day_ms(text[:10]) + int(text[11:13]) * 3_600_000 + int(text[14:16]) * 60_000
             )
-            if _valid_clock(text)
-            else _invalid(text)
-        )
+            if len(_MINUTES) >= _MINUTES_KEPT:
+                _MINUTES.clear()
+            _MINUTES[text[:16]] = minute_ms
+            return minute_ms + int(text[17:19]) * 1000 + int(text[20:23])
     match = _RFC3339.match(text.strip())
     if match is None:
         raise InvalidTimestamp(f"not an RFC 3339 timestamp: {text!r}")
@@ -63,11 +77,23 @@ def parse_ms(text: str) -> int:
 
 def format_ms(ms: int) -> str:
     """`2022-01-13T11:43:41.855Z` for a millisecond epoch time."""
-    days, rest = divmod(ms, _DAY_MS)
-    hours, rest = divmod(rest, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    seconds, millis = divmod(rest, 1000)
-    return f"{_day_text(days)}T{hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}Z"
+    minute, rest = divmod(ms, 60_000)
+    prefix = _MINUTE_TEXTS.get(minute)
+    if prefix is None:
+        days, rest_of_day = divmod(minute * 60_000, _DAY_MS)
+        hours, rest_of_day = divmod(rest_of_day, 3_600_000)
+        prefix = f"{_day_text(days)}T{hours:02d}:{rest_of_day // 60_000:02d}:"
+        if len(_MINUTE_TEXTS) >= _MINUTES_KEPT:
+            _MINUTE_TEXTS.clear()
+        _MINUTE_TEXTS[minute] = prefix
+    return prefix + _second_texts()[rest]
+
+
+def _second_texts() -> list[str]:
+    """"SS.mmmZ" for each millisecond of a minute (built on first use: 60,000 strings)."""
+    if not _SECOND_TEXTS:
+        _SECOND_TEXTS.extend(f"{s:02d}.{m:03d}Z" for s in range(60) for m in range(1000))
+    return _SECOND_TEXTS
 
 
 @lru_cache(maxsize=4096)

@@ -1,0 +1,1 @@
+"""Reproducible benchmarks of livewindows against a real local Kafka (`make bench`)."""

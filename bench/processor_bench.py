@@ -1,0 +1,263 @@
+"""`processor`: events/s of one `livewindows worker` draining a pre-filled events topic.
+
+The topic holds 1,000,000 realistic events over 100,000 inputs in 6 partitions
+(`bench.dataset`), with ticks. Baseline in the same run: `bench.plainloop`, a
+plain confluent-kafka loop around the same core that also writes the windows.
+Progress is the worker's committed offsets (its consumer group), sampled every
+second, up to the pre-filled end offsets (the worker's own ticks come after).
+The run ends when the group's lag on the pre-filled records is 0 or after a cap
+(`CAP_S`), in which case the rate over the records done so far is reported with
+the time a full drain would take at that rate.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+from typing import Any
+
+from bench.common import (
+    Context,
+    CpuMeter,
+    Profiler,
+    Result,
+    Row,
+    Service,
+    dir_bytes,
+    say,
+)
+from bench.dataset import Filled, Spec, fill
+
+NAME = "processor"
+GRACE_MS = 5000
+RECONNECT_WINDOW_S = 60
+TARGET_PER_S = 20_000
+TARGET_RATIO = 0.5
+CAP_S = 450.0
+QUICK_CAP_S = 20.0
+_MIB = 1024 * 1024
+
+
+def dataset_spec(ctx: Context) -> Spec:
+    return Spec(events=20_000, inputs=2_000) if ctx.quick else Spec(1_000_000, 100_000)
+
+
+def events_dataset(ctx: Context) -> Filled:
+    """The run's pre-filled events topic (made once, shared with `replay`)."""
+    filled = ctx.cache.get("dataset")
+    if isinstance(filled, Filled):
+        return filled
+    spec = dataset_spec(ctx)
+    topic, = ctx.topics("events", partitions=spec.partitions)
+    say(f"pre-filling {topic} with {spec.events:,} events over {spec.inputs:,} inputs")
+    began = time.monotonic()
+    filled = fill(ctx.bootstrap, topic, spec)
+    say(
+        f"pre-filled {filled.records:,} records ({filled.bytes / _MIB:,.0f} MiB) in "
+        f"{time.monotonic() - began:.0f} s"
+    )
+    ctx.cache["dataset"] = filled
+    return filled
+
+
+def plain_loop(ctx: Context, filled: Filled) -> dict[str, Any]:
+    """The baseline: the same core in a plain loop (cached for the run)."""
+    cached = ctx.cache.get("plainloop")
+    if isinstance(cached, dict):
+        return cached
+    output_topic, = ctx.topics("plainloop-windows")
+    spec = {
+        "bootstrap": ctx.bootstrap,
+        "topic": filled.topic,
+        "output_topic": output_topic,
+        "grace_ms": GRACE_MS,
+        "reconnect_window_s": RECONNECT_WINDOW_S,
+    }
+    found = run_module(ctx, "bench.plainloop", spec, "plainloop",
+                       profile_s=30 if ctx.profile else 0)  # fmt: skip
+    say(f"plain loop: {found['records_per_s']:,.0f} records/s, {found['windows']:,} windows")
+    ctx.cache["plainloop"] = found
+    return found
+
+
+def run_module(
+    ctx: Context, module: str, spec: dict[str, Any], label: str, *, profile_s: float = 0
+) -> dict[str, Any]:
+    """`python -m module SPEC OUT` as a service; its JSON result plus peak RSS (and profile)."""
+    spec_path = ctx.work_dir / f"{label}.spec.json"
+    out_path = ctx.work_dir / f"{label}.out.json"
+    spec_path.write_text(json.dumps(spec))
+    service = Service(label, [sys.executable, "-m", module, str(spec_path), str(out_path)],
+                      ctx.env(), ctx.work_dir)  # fmt: skip
+    profiler = None
+    if profile_s:
+        profiler = Profiler(service.pid, profile_s, ctx.results_dir / f"{label}.pyspy.txt")
+    peak = None
+    while service.alive():
+        peak = service.peak_rss_bytes() or peak
+        time.sleep(0.2)
+    if service.process.returncode != 0:
+        raise RuntimeError(f"{module} failed:\n{service.tail()}")
+    found: dict[str, Any] = json.loads(out_path.read_text())
+    found["peak_rss_mib"] = None if peak is None else round(peak / _MIB, 1)
+    if profiler is not None:
+        found["profile"] = profiler.summary()
+    return found
+
+
+def run(ctx: Context) -> Result:
+    filled = events_dataset(ctx)
+    spec = dataset_spec(ctx)
+    baseline = plain_loop(ctx, filled)
+    worker = _worker(ctx, filled, baseline["windows"])
+    result = Result(NAME)
+    result.parameters = {
+        "events": filled.events,
+        "ticks": filled.ticks,
+        "inputs": spec.inputs,
+        "partitions": spec.partitions,
+        "seed": spec.seed,
+        "pre_fill_s": round(filled.seconds, 1),
+        "events_topic_bytes": filled.bytes,
+        "window_grace_ms": GRACE_MS,
+        "reconnect_window_s": RECONNECT_WINDOW_S,
+        "cap_s": QUICK_CAP_S if ctx.quick else CAP_S,
+        "measured_as": "records (events + ticks) the worker's group committed, per second, "
+        "from its first commit to the end of the run",
+    }
+    result.metrics = {"worker": worker, "plain_loop": baseline}
+    rate, base_rate = worker["records_per_s"], baseline["records_per_s"]
+    ok = rate >= TARGET_PER_S and rate >= TARGET_RATIO * base_rate
+    result.rows.append(
+        Row("records/s, one worker", rate, "/s", "plain confluent-kafka loop, same core",
+            base_rate, f">= {TARGET_PER_S:,}/s and >= {TARGET_RATIO}x plain loop", ok)
+    )  # fmt: skip
+    result.rows.append(
+        Row("worker peak RSS", worker["peak_rss_mib"], "MiB", "plain loop peak RSS",
+            baseline["peak_rss_mib"])
+    )  # fmt: skip
+    result.rows.append(Row("state on disk (data dir)", worker["data_dir_mib"], "MiB"))
+    if worker.get("changelog_mib") is not None:
+        result.rows.append(Row("changelog topic on disk", worker["changelog_mib"], "MiB"))
+    if not worker["drained"]:
+        result.notes.append(
+            f"The worker did not drain the topic within the {result.parameters['cap_s']:.0f} s "
+            f"cap: it processed {worker['records_done']:,} of {worker['records_target']:,} "
+            f"records; at its rate a full drain takes ~{worker['projected_drain_s']:,.0f} s. "
+            "State sizes are for the records processed."
+        )
+    return result
+
+
+def _worker(ctx: Context, filled: Filled, expected_windows: int) -> dict[str, Any]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    from processor.tables import changelog_topic
+
+    app_id = f"bench-worker-{uuid.uuid4().hex[:8]}"
+    windows, late, dlq = ctx.topics("worker-windows", "worker-late", "worker-dlq")
+    env = ctx.env(
+        EVENTS_TOPIC=filled.topic,
+        WINDOWS_TOPIC=windows,
+        LATE_TOPIC=late,
+        DLQ_TOPIC=dlq,
+        PROCESSOR_APP_ID=app_id,
+        WINDOW_GRACE_MS=str(GRACE_MS),
+        RECONNECT_WINDOW_S=str(RECONNECT_WINDOW_S),
+        TICK_INTERVAL_MS="1000",
+    )
+    data_dir = ctx.work_dir / "worker-data"
+    cap_s = QUICK_CAP_S if ctx.quick else CAP_S
+    target = sum(filled.ends.values())
+    partitions = [TopicPartition(filled.topic, p) for p in sorted(filled.ends)]
+    watcher = Consumer({"bootstrap.servers": ctx.bootstrap, "group.id": app_id})
+    samples: list[tuple[float, int, int]] = []  # (s since spawn, records done, windows written)
+    worker = Service("worker", [sys.executable, "-m", "livewindows.cli", "worker",
+                                "--data-dir", str(data_dir)], env, ctx.work_dir)  # fmt: skip
+    spawned = time.monotonic()
+    first: tuple[float, int] | None = None
+    meter: CpuMeter | None = None
+    profiler = None
+    peak = None
+    try:
+        while True:
+            time.sleep(1.0)
+            if not worker.alive():
+                raise RuntimeError(f"the worker exited:\n{worker.tail()}")
+            committed = watcher.committed(partitions, timeout=10)
+            done = sum(min(max(tp.offset, 0), filled.ends[tp.partition]) for tp in committed)
+            written = _records(watcher, windows)
+            now = time.monotonic() - spawned
+            samples.append((round(now, 2), done, written))
+            peak = worker.peak_rss_bytes() or peak
+            if first is None and done > 0:
+                first = (now, done)
+                meter = CpuMeter({"worker": worker})
+                if ctx.profile:
+                    profiler = Profiler(worker.pid, 30, ctx.results_dir / "worker.pyspy.txt")
+            if done >= target or (first is not None and now - first[0] >= cap_s):
+                break
+            if first is None and now > 120:
+                raise RuntimeError(f"the worker committed nothing in 120 s:\n{worker.tail()}")
+        cpu = meter.shares()["worker"] if meter is not None else None
+        profile = profiler.summary() if profiler is not None else None
+    finally:
+        worker.stop(30)
+        watcher.close()
+    assert first is not None
+    end_s, done, written = samples[-1]
+    seconds = end_s - first[0]
+    rate = (done - first[1]) / seconds if seconds > 0 else 0.0
+    drained = done >= target
+    say(f"worker: {rate:,.0f} records/s ({done:,} of {target:,} records in {end_s:.0f} s)")
+    changelog = changelog_topic(app_id)
+    changelog_bytes = ctx.topic_disk_bytes(changelog)
+    found: dict[str, Any] = {
+        "records_per_s": round(rate, 1),
+        "records_done": done,
+        "records_target": target,
+        "drained": drained,
+        "seconds_measured": round(seconds, 1),
+        "startup_s": round(first[0], 1),
+        "projected_drain_s": round(target / rate, 0) if rate > 0 else None,
+        "windows_written": written,
+        "windows_expected_full_drain": expected_windows,
+        "cpu_share_of_one_core": cpu,
+        "cpu_ms_per_record": round(cpu * 1000 / rate, 3) if cpu and rate else None,
+        "peak_rss_mib": None if peak is None else round(peak / _MIB, 1),
+        "data_dir_mib": round(dir_bytes(data_dir) / _MIB, 1),
+        "changelog_topic": changelog,
+        "changelog_records": _records_from(ctx, changelog),
+        "changelog_mib": None if changelog_bytes is None else round(changelog_bytes / _MIB, 1),
+        "samples": samples,
+    }
+    if profile is not None:
+        found["profile"] = profile
+    if drained and written < expected_windows:
+        raise RuntimeError(f"the worker wrote {written} windows, the core {expected_windows}")
+    return found
+
+
+def _records(client: Any, topic: str) -> int:
+    from confluent_kafka import TopicPartition
+
+    described = client.list_topics(topic, timeout=10).topics[topic]
+    total = 0
+    for p in described.partitions:
+        low, high = client.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+        total += high - low
+    return total
+
+
+def _records_from(ctx: Context, topic: str) -> int | None:
+    from confluent_kafka import Consumer
+
+    consumer = Consumer({"bootstrap.servers": ctx.bootstrap, "group.id": "bench-count"})
+    try:
+        if topic not in consumer.list_topics(timeout=10).topics:
+            return None
+        return _records(consumer, topic)
+    finally:
+        consumer.close()
