@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -121,6 +122,8 @@ def _measure(
     else:
         argv = [sys.executable, "-m", "livewindows.cli", "serve", "--host", "127.0.0.1",
                 "--port", str(port)]  # fmt: skip
+        # BENCH_SERVE_WORKERS=N measures `serve --workers N` (default: one process).
+        argv += ["--workers", os.environ.get("BENCH_SERVE_WORKERS", "1")]
     env = ctx.env(EVENTS_TOPIC=events_topic)
     out: dict[str, Any] = {"loads": {}}
     with started_services() as running:

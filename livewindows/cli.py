@@ -85,6 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="0.0.0.0", help="listen address (default 0.0.0.0)")
     serve.add_argument("--port", type=int, default=8080, help="listen port (default 8080)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes sharing the port (SO_REUSEPORT), each with its own Kafka producer; "
+        "one process uses about one core (default 1)",
+    )
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(handler=_entry("producer.server:serve_command"))
 
     worker = commands.add_parser(

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
+import subprocess
 import sys
+import time
+from types import FrameType
 from typing import Any
 
 from aiohttp import web
@@ -50,6 +54,10 @@ def serve_command(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 1
+    if args.workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    if args.workers > 1:
+        return _supervise(args)
     if not logging.getLogger().handlers:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -62,8 +70,53 @@ def serve_command(args: argparse.Namespace, settings: Settings) -> int:
         **RUNNER_OPTIONS,
         # In-flight requests may wait up to the publish timeout for their ack.
         shutdown_timeout=settings.publish_timeout_ms / 1000 + 1,
+        reuse_port=args.reuse_port or None,
         print=lambda _text: print(
             f"livewindows producer listening on http://{host}:{port}", flush=True
         ),
     )
     return 0
+
+
+def _supervise(args: argparse.Namespace) -> int:
+    """Run `--workers` copies of the server on one port and stop them together.
+
+    Each process has its own idempotent Kafka producer, so webhooks of one input
+    that arrive at the same moment on two processes may be written in either
+    order; the processor's grace (which orders by `occurred_at` within it)
+    absorbs that, as it does for several producer replicas behind a balancer.
+    """
+    argv = [sys.executable, "-m", "livewindows.cli"]
+    if args.kafka_bootstrap_servers:
+        argv += ["--bootstrap-servers", args.kafka_bootstrap_servers]
+    if args.env_file:
+        argv += ["--env-file", args.env_file]
+    argv += ["serve", "--host", args.host, "--port", str(args.port), "--reuse-port"]
+    children = [subprocess.Popen(argv) for _ in range(args.workers)]
+    stopping = False
+
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while not stopping and all(child.poll() is None for child in children):
+            time.sleep(0.2)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    clean = stopping and all(child.returncode == 0 for child in children)
+    if not clean:
+        codes = ", ".join(str(child.returncode) for child in children)
+        print(f"livewindows: producer processes exited ({codes})", file=sys.stderr)
+    return 0 if clean else 1
