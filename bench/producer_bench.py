@@ -10,9 +10,9 @@ acks=all and the producer's real records as payloads (the broker).
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
