@@ -22,6 +22,7 @@ from livewindows.settings import Settings
 from processor.windows import Config
 from producer.test_events import SPAN_MS, sample_requests
 from tests.kafkakit import by_identity, core_windows, window_records
+from tests.waiting import http_ready, wait_until
 
 pytestmark = pytest.mark.kafka
 
@@ -73,7 +74,7 @@ def services(pipeline_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until(lambda: _ready(url), 60, "the producer to be ready")
+        wait_until(lambda: http_ready(url), 60, "the producer to be ready")
         yield url
     finally:
         for process in processes:
@@ -119,10 +120,10 @@ def test_webhooks_of_every_provider_become_the_cores_windows(
         closed = {w["window_id"] for w in expected if w["type"] == "window.closed"}
         return bool(opened) and opened == closed
 
-    _wait_until(every_window_closed, 60, "the worker's ticks to close every window")
+    wait_until(every_window_closed, 60, "the worker's ticks to close every window")
     # Two windows per input and provider in these samples.
     assert len({w["window_id"] for w in expected}) == 2 * 3 * INPUTS
-    _wait_until(
+    wait_until(
         lambda: (
             by_identity(window_records(bootstrap, settings.windows_topic)) >= by_identity(expected)
         ),
@@ -141,22 +142,3 @@ async def _post_all(url: str, requests: list) -> list[int]:  # type: ignore[type
             ) as answer:
                 statuses.append(answer.status)
         return statuses
-
-
-def _ready(url: str) -> bool:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"{url}/readyz", timeout=2) as answer:
-            return bool(answer.status == 200)
-    except OSError:
-        return False
-
-
-def _wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.5)
-    pytest.fail(f"timed out waiting for {what}")

@@ -45,6 +45,7 @@ from tests.kafkakit import (
     read_all,
     window_records,
 )
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.kafka
 
@@ -81,7 +82,7 @@ class Worker:
         return self.log_path.read_text(errors="replace")
 
     def wait_for_log(self, text: str, timeout_s: float = 60.0) -> None:
-        _wait_until(lambda: text in self.output, timeout_s, f"{text!r} in the worker's log")
+        wait_until(lambda: text in self.output, timeout_s, f"{text!r} in the worker's log")
 
     def stop(self, timeout_s: float = 15.0) -> int:
         self.proc.send_signal(signal.SIGTERM)
@@ -132,14 +133,6 @@ def _topics(make_topics: Callable[..., list[str]], partitions: int) -> Topics:
 
 def _app_id() -> str:
     return f"test-worker-{uuid.uuid4().hex[:12]}"
-
-
-def _wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(0.2)
 
 
 # One input's events: (id suffix, kind, occurred, received), in ms after its start.
@@ -202,7 +195,7 @@ def test_worker_writes_the_windows_the_core_computes(
     produce(kafka_bootstrap, topics.events, _scenario(inputs, int(time.time() * 1000)))
     worker = start_worker(topics, _app_id(), tmp_path / "data")
 
-    _wait_until(
+    wait_until(
         lambda: (
             len(_identities(kafka_bootstrap, topics.windows)) == RECORDS_PER_INPUT * len(inputs)
             and len(read_all(kafka_bootstrap, topics.late)) == len(inputs)
@@ -258,7 +251,7 @@ def test_worker_sends_poison_records_to_the_dlq_and_keeps_going(
     produce(kafka_bootstrap, topics.events, good[:3] + poison + good[3:])
     worker = start_worker(topics, _app_id(), tmp_path / "data")
 
-    _wait_until(
+    wait_until(
         lambda: len(_identities(kafka_bootstrap, topics.windows)) == RECORDS_PER_INPUT * 2,
         60,
         "the windows of the records after the poison ones",
@@ -294,13 +287,13 @@ def test_worker_killed_mid_stream_resumes_from_its_changelog(
     first = start_worker(topics, app_id, data_dir)
     first.wait_for_log("recovery done")
     feeder.start()
-    _wait_until(lambda: _identities(kafka_bootstrap, topics.windows), 30, "a first window")
+    wait_until(lambda: _identities(kafka_bootstrap, topics.windows), 30, "a first window")
     first.kill()  # SIGKILL with records in flight
 
     second = start_worker(topics, app_id, data_dir)
     second.wait_for_log("not closed cleanly")  # local tables discarded, rebuilt from changelog
     seen = len(_identities(kafka_bootstrap, topics.windows))
-    _wait_until(
+    wait_until(
         lambda: len(_identities(kafka_bootstrap, topics.windows)) > seen + 8,
         60,
         "progress after the first restart",
@@ -311,7 +304,7 @@ def test_worker_killed_mid_stream_resumes_from_its_changelog(
     third = start_worker(topics, app_id, data_dir)
     feeder.join()
     total = RECORDS_PER_INPUT * sum(len(b) for b in batches)
-    _wait_until(
+    wait_until(
         lambda: len(_identities(kafka_bootstrap, topics.windows)) == total,
         90,
         "every window after the second restart",
@@ -359,7 +352,7 @@ def test_worker_redoes_a_batch_a_crash_left_half_stored(
         ],
     )
     first = start_worker(topics, app_id, data_dir)
-    _wait_until(lambda: _identities(kafka_bootstrap, topics.windows), 60, "j's window opened")
+    wait_until(lambda: _identities(kafka_bootstrap, topics.windows), 60, "j's window opened")
     assert first.stop() == 0
 
     produce(kafka_bootstrap, topics.events, [event("i", "r", "connected", 600, 600)])
@@ -385,7 +378,7 @@ def test_worker_redoes_a_batch_a_crash_left_half_stored(
     )
 
     second = start_worker(topics, app_id, data_dir)
-    _wait_until(
+    wait_until(
         lambda: (
             len(_identities(kafka_bootstrap, topics.windows)) == 2
             and len(read_all(kafka_bootstrap, topics.late)) == 1
@@ -410,12 +403,12 @@ def test_two_workers_in_one_group_write_what_one_would(
     app_id = _app_id()
     first = start_worker(topics, app_id, tmp_path / "one")
     produce(kafka_bootstrap, topics.events, _scenario(range(0, 12), int(time.time() * 1000)))
-    _wait_until(lambda: _identities(kafka_bootstrap, topics.windows), 60, "a first window")
+    wait_until(lambda: _identities(kafka_bootstrap, topics.windows), 60, "a first window")
 
     second = start_worker(topics, app_id, tmp_path / "two")
     second.wait_for_log("recovery done; processing partitions [")
     produce(kafka_bootstrap, topics.events, _scenario(range(12, 24), int(time.time() * 1000)))
-    _wait_until(
+    wait_until(
         lambda: len(_identities(kafka_bootstrap, topics.windows)) == RECORDS_PER_INPUT * 24,
         60,
         "every window of both batches",

@@ -42,3 +42,21 @@ async def make_client() -> AsyncIterator[MakeClient]:
     yield make
     for client in clients:
         await client.close()
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[[Settings], Any]]:
+    """`await serve(settings)`: the production app (real KafkaPublisher) on a real socket."""
+    clients: list[TestClient[Any, Any]] = []
+
+    async def start(settings: Settings) -> TestClient[Any, Any]:
+        server = TestServer(create_app(settings))
+        await server.start_server(**RUNNER_OPTIONS)
+        client: TestClient[Any, Any] = TestClient(server)
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield start
+    for client in clients:
+        await client.close()

@@ -14,19 +14,15 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from livewindows.kafka.launcher import KafkaCluster, free_ports, port_free
-from livewindows.settings import Settings
-from producer.app import create_app
 from producer.publisher import KafkaPublisher
-from producer.server import RUNNER_OPTIONS
 from producer.test_events import sample_requests
 from schemas.records import Event
 from tests.kafkakit import read_all
@@ -37,24 +33,6 @@ pytestmark = pytest.mark.kafka
 
 START_MS = 1_700_000_000_000
 SECRETS = (seeds.FP_STREAM_KEY, seeds.FP_SIMULCAST_KEY, seeds.FP_RTMP_KEY)
-
-
-@pytest.fixture
-async def serve() -> AsyncIterator[Callable[[Settings], Any]]:
-    """`await serve(settings)`: the production app (real KafkaPublisher) on a real socket."""
-    clients: list[TestClient[Any, Any]] = []
-
-    async def start(settings: Settings) -> TestClient[Any, Any]:
-        server = TestServer(create_app(settings))
-        await server.start_server(**RUNNER_OPTIONS)
-        client: TestClient[Any, Any] = TestClient(server)
-        await client.start_server()
-        clients.append(client)
-        return client
-
-    yield start
-    for client in clients:
-        await client.close()
 
 
 async def test_accepted_events_are_in_the_topic_with_key_and_fields(

@@ -8,17 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from livewindows.kafka.launcher import port_free
-from livewindows.settings import Settings
-from producer.app import create_app
+from livewindows.kafka.launcher import free_ports
 from producer.publisher import KafkaPublisher, PublishTimeout, encode, producer_config
-from producer.server import RUNNER_OPTIONS
 from producer.test_events import sample_requests
 from schemas.records import Event
 from tests.producer import seeds
@@ -38,30 +33,6 @@ EVENT = Event.model_validate(
 )
 
 
-def _closed_port() -> int:
-    port = 29_190
-    while not port_free(port):
-        port += 1
-    return port
-
-
-@pytest.fixture
-async def serve() -> AsyncIterator[Callable[[Settings], Any]]:
-    clients: list[TestClient[Any, Any]] = []
-
-    async def start(settings: Settings) -> TestClient[Any, Any]:
-        server = TestServer(create_app(settings))
-        await server.start_server(**RUNNER_OPTIONS)
-        client: TestClient[Any, Any] = TestClient(server)
-        await client.start_server()
-        clients.append(client)
-        return client
-
-    yield start
-    for client in clients:
-        await client.close()
-
-
 def test_records_are_keyed_by_provider_and_input_with_a_schema_field() -> None:
     key, value = encode(EVENT)
     assert key == b"gjirafa:in:1"
@@ -77,7 +48,7 @@ def test_the_producer_is_idempotent_with_acks_all_and_bounded_retries() -> None:
 
 
 async def test_publishing_before_start_or_after_close_is_a_publish_timeout() -> None:
-    publisher = KafkaPublisher(f"127.0.0.1:{_closed_port()}", "t", publish_timeout_ms=500)
+    publisher = KafkaPublisher(f"127.0.0.1:{free_ports(1)[0]}", "t", publish_timeout_ms=500)
     with pytest.raises(PublishTimeout):
         await publisher.publish(EVENT)
     await publisher.start()
@@ -89,7 +60,7 @@ async def test_publishing_before_start_or_after_close_is_a_publish_timeout() -> 
 
 async def test_an_unreachable_broker_is_503_within_the_timeout_never_202(serve: Any) -> None:
     settings = seeds.settings(
-        kafka_bootstrap_servers=f"127.0.0.1:{_closed_port()}", publish_timeout_ms=1500
+        kafka_bootstrap_servers=f"127.0.0.1:{free_ports(1)[0]}", publish_timeout_ms=1500
     )
     client = await serve(settings)
     request = sample_requests("gjirafa", "in-x", settings, START_MS)[0]
@@ -104,7 +75,7 @@ async def test_an_unreachable_broker_is_503_within_the_timeout_never_202(serve: 
 
 
 async def test_the_event_loop_keeps_running_while_kafka_does_not_answer() -> None:
-    publisher = KafkaPublisher(f"127.0.0.1:{_closed_port()}", "t", publish_timeout_ms=1000)
+    publisher = KafkaPublisher(f"127.0.0.1:{free_ports(1)[0]}", "t", publish_timeout_ms=1000)
     await publisher.start()
     ticks = 0
 
@@ -127,7 +98,7 @@ async def test_the_event_loop_keeps_running_while_kafka_does_not_answer() -> Non
 async def test_a_fatal_producer_error_makes_it_unready_and_every_publish_a_503() -> None:
     from confluent_kafka import KafkaError
 
-    publisher = KafkaPublisher(f"127.0.0.1:{_closed_port()}", "t", publish_timeout_ms=500)
+    publisher = KafkaPublisher(f"127.0.0.1:{free_ports(1)[0]}", "t", publish_timeout_ms=500)
     await publisher.start()
     try:
         publisher._on_error(KafkaError(KafkaError._FATAL, "out of order sequence", fatal=True))

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable
 
 import aiohttp
@@ -19,6 +18,7 @@ from livewindows.kafka.launcher import free_ports
 from livewindows.settings import Settings
 from producer.test_events import sample_requests
 from tests.kafkakit import read_all
+from tests.waiting import http_ready
 
 pytestmark = pytest.mark.kafka
 
@@ -43,7 +43,7 @@ def test_two_processes_share_the_port_and_stop_together(
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
-        while not _ready(url):
+        while not http_ready(url):
             assert server.poll() is None and time.monotonic() < deadline, "producer never ready"
             time.sleep(0.3)
         settings = Settings(**{k.lower(): v for k, v in secrets.items()})  # type: ignore[arg-type]
@@ -78,11 +78,3 @@ async def _post_concurrently(url: str, requests: list) -> list[int]:  # type: ig
                 return answer.status
 
         return list(await asyncio.gather(*(post(r) for r in requests)))
-
-
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/readyz", timeout=2) as answer:
-            return bool(answer.status == 200)
-    except OSError:
-        return False
