@@ -7,7 +7,10 @@ never appear in a repr or a log line.
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, field_validator
+import re
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -48,8 +51,6 @@ class Settings(BaseSettings):
     @field_validator("events_topic", "windows_topic", "late_topic", "dlq_topic")
     @classmethod
     def _topic_name(cls, name: str) -> str:
-        import re
-
         if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", name) or name in (".", ".."):
             raise ValueError(f"not a valid Kafka topic name: {name!r}")
         return name
@@ -71,10 +72,6 @@ def load_settings(env_file: str | None = None, **overrides: object) -> Settings:
 
     Errors become `ConfigError` naming the variable, never a traceback.
     """
-    from pathlib import Path
-
-    from pydantic import ValidationError
-
     if env_file is not None and not Path(env_file).is_file():
         raise ConfigError(f"--env-file {env_file}: no such file")
     given = {k: v for k, v in overrides.items() if v is not None}
