@@ -130,22 +130,31 @@ async def _gjirafa(request: web.Request) -> web.Response:
 
 async def _read_body(request: web.Request) -> bytes:
     limit = request.app[_SETTINGS].max_body_bytes
-    too_large = Rejected(413, f"body over {limit} bytes")
     if request.content_length is not None and request.content_length > limit:
-        raise too_large
+        raise _too_large(limit)
+    content = request.content
+    if content.is_eof():  # the whole body came with the headers (the usual case)
+        whole = content.read_nowait()
+        if len(whole) > limit:
+            raise _too_large(limit)
+        return whole
     body = bytearray()
-    async for chunk in request.content.iter_any():
+    async for chunk in content.iter_any():
         body += chunk
         if len(body) > limit:  # stop reading: never buffer more than the limit
-            raise too_large
+            raise _too_large(limit)
     return bytes(body)
+
+
+def _too_large(limit: int) -> Rejected:
+    return Rejected(413, f"body over {limit} bytes")
 
 
 async def _ingest(
     request: web.Request, provider: Provider, body: bytes, received_ms: int
 ) -> web.Response:
     metrics, fields = request.app[METRICS], _LOG_FIELDS.get()
-    metrics.body_bytes.labels(provider).observe(len(body))
+    metrics.observe_body_bytes(provider, len(body))
     fields["bytes"] = len(body)
     try:
         document = parse_json(body)
@@ -178,7 +187,7 @@ async def _ingest(
             headers={"Retry-After": str(RETRY_AFTER_S)},
         ) from None
     finally:
-        metrics.publish_seconds.labels(provider).observe(time.perf_counter() - started)
+        metrics.observe_publish_seconds(provider, time.perf_counter() - started)
     return _json({"status": "accepted", "event_id": event.event_id}, 202)
 
 
@@ -213,7 +222,9 @@ _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def _observe(request: web.Request, handler: _Handler) -> web.StreamResponse:
     """Errors as JSON, one metric and one log line per request, never a secret.
 
-    The log names the route pattern, never the path: a path may carry a token.
+    The line is at DEBUG for answers below 400 (the metrics count every request)
+    and at WARNING for the others. It names the route pattern, never the path:
+    a path may carry a token.
     """
     started = time.perf_counter()
     fields: dict[str, Any] = {}
@@ -234,16 +245,20 @@ async def _observe(request: web.Request, handler: _Handler) -> web.StreamRespons
     route = request.match_info.route
     name = route.name or ""
     provider = name if name in ("cloudflare", "fastpix", "gjirafa") else "none"
-    request.app[METRICS].requests.labels(provider, str(response.status)).inc()
-    line = {
-        "method": request.method,
-        "route": route.resource.canonical if route.resource is not None else "unmatched",
-        "status": response.status,
-        "duration_ms": math.floor((time.perf_counter() - started) * 1e5) / 100,
-        "provider": provider,
-        **fields,
-    }
-    log.info("%s", orjson.dumps(line).decode())
+    status = response.status
+    request.app[METRICS].count_request(provider, status)
+    # Accepted requests are counted by the metrics; their line is for debugging.
+    level = logging.DEBUG if status < 400 else logging.WARNING
+    if log.isEnabledFor(level):
+        line = {
+            "method": request.method,
+            "route": route.resource.canonical if route.resource is not None else "unmatched",
+            "status": status,
+            "duration_ms": math.floor((time.perf_counter() - started) * 1e5) / 100,
+            "provider": provider,
+            **fields,
+        }
+        log.log(level, "%s", orjson.dumps(line).decode())
     return response
 
 

@@ -38,5 +38,32 @@ class Metrics:
             registry=self.registry,
         )
 
+        # Labelled children, by label values: `labels()` checks and looks up its
+        # arguments on every call, and each webhook would make three calls.
+        self._requests: dict[tuple[str, int], Counter] = {}
+        self._body_bytes: dict[str, Histogram] = {}
+        self._publish_seconds: dict[str, Histogram] = {}
+
+    def count_request(self, provider: str, status: int) -> None:
+        """`requests.labels(provider, str(status)).inc()`."""
+        child = self._requests.get((provider, status))
+        if child is None:
+            child = self._requests[provider, status] = self.requests.labels(provider, str(status))
+        child.inc()
+
+    def observe_body_bytes(self, provider: str, size: int) -> None:
+        """`body_bytes.labels(provider).observe(size)`."""
+        child = self._body_bytes.get(provider)
+        if child is None:
+            child = self._body_bytes[provider] = self.body_bytes.labels(provider)
+        child.observe(size)
+
+    def observe_publish_seconds(self, provider: str, seconds: float) -> None:
+        """`publish_seconds.labels(provider).observe(seconds)`."""
+        child = self._publish_seconds.get(provider)
+        if child is None:
+            child = self._publish_seconds[provider] = self.publish_seconds.labels(provider)
+        child.observe(seconds)
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

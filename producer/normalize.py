@@ -19,7 +19,7 @@ from typing import Any, Final, TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from producer.redact import redact
+from producer.redact import redacted_and_depth
 from schemas.providers import fastpix, gjirafa
 from schemas.providers.cloudflare import CloudflareNotification
 from schemas.providers.fastpix import FastPixLiveStreamEvent, FastPixSimulcastTargetEvent
@@ -103,7 +103,8 @@ def parse_json(body: bytes) -> Any:
 
 def to_event(provider: Provider, document: Any, received_at_ms: int) -> Event:
     """The canonical event of one webhook; raises `InvalidPayload` listing failing fields."""
-    if _depth(document) > MAX_DEPTH:
+    payload, depth = redacted_and_depth(document)
+    if depth > MAX_DEPTH:
         raise InvalidPayload([{"field": "body", "message": f"nested deeper than {MAX_DEPTH}"}])
     fields = _MAPPERS[provider](document)
     input_id, event_type, kind, occurred_at, own_id, reconnect_window_s = fields
@@ -117,7 +118,7 @@ def to_event(provider: Provider, document: Any, received_at_ms: int) -> Event:
         occurred_at=occurred_at,
         received_at=format_ms(received_at_ms),
         reconnect_window_s=reconnect_window_s,
-        payload=redact(document),
+        payload=payload,
     )
 
 
@@ -188,17 +189,3 @@ def _validate(model: type[M], document: Any) -> M:
                 for e in exc.errors(include_url=False)
             ]
         ) from None
-
-
-def _depth(document: Any) -> int:
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(document, 1)]
-    while stack:
-        node, level = stack.pop()
-        if isinstance(node, dict | list):
-            deepest = max(deepest, level)
-            if level > MAX_DEPTH:
-                break
-            values = node.values() if isinstance(node, dict) else node
-            stack.extend((value, level + 1) for value in values)
-    return deepest

@@ -1,20 +1,25 @@
 """Writing canonical events to Kafka without ever blocking the event loop.
 
 `produce()` only enqueues (it is called on the loop, in request-arrival order,
-so with the idempotent producer the order per key is the arrival order); a
-dedicated thread polls librdkafka and hands each delivery report back to the
-loop with `call_soon_threadsafe`, where it settles the request's future. A
-request is answered 202 only once that future holds a successful report
-(`acks=all`): the record is on every in-sync replica.
+so with the idempotent producer the order per key is the arrival order).
+librdkafka is polled on the loop itself with a zero timeout, every
+millisecond while records are in flight and every 50 ms otherwise (error and
+log callbacks); delivery reports then settle the requests' futures on the loop
+directly. A request is answered 202 only once that future holds a successful
+report (`acks=all`): the record is on every in-sync replica.
+
+Polling on the loop rather than on a thread of its own is deliberate: a
+delivery callback needs the GIL, and a poll thread taking it once per record
+from the loop serving requests cost more CPU than everything the producer does
+per record (measured at saturation; see bench/notes.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
-import threading
+import math
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -34,6 +39,13 @@ __all__ = [
 
 log = logging.getLogger("livewindows.producer.kafka")
 
+# Seconds between polls of librdkafka on the loop: while records are in flight
+# (a delivery report waits at most this long), and otherwise (errors, logs).
+BUSY_POLL_S = 0.001
+IDLE_POLL_S = 0.05
+
+_Report = tuple[asyncio.Future[None], KafkaError | None]
+
 
 class PublishTimeout(Exception):
     """The record was not durably written within the publish timeout (→ 503)."""
@@ -50,7 +62,23 @@ class Publisher(Protocol):
 
 def encode(event: Event) -> tuple[bytes, bytes]:
     """(key, value) of an event record: `<provider>:<input_id>` and its JSON."""
-    return event.key.encode("utf-8"), orjson.dumps(event.model_dump(by_alias=True))
+    # The fields of `event.model_dump(by_alias=True)`, in the model's order,
+    # without pydantic's serializer walking the payload (same bytes).
+    value = orjson.dumps(
+        {
+            "schema": event.schema_,
+            "event_id": event.event_id,
+            "provider": event.provider,
+            "input_id": event.input_id,
+            "kind": event.kind,
+            "provider_event_type": event.provider_event_type,
+            "occurred_at": event.occurred_at,
+            "received_at": event.received_at,
+            "reconnect_window_s": event.reconnect_window_s,
+            "payload": event.payload,
+        }
+    )
+    return event.key.encode("utf-8"), value
 
 
 def producer_config(bootstrap_servers: str, publish_timeout_ms: int) -> dict[str, Any]:
@@ -95,14 +123,14 @@ class KafkaPublisher:
         }
         self._producer: Producer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping = threading.Event()
-        self._poller: threading.Thread | None = None
-        # Delivery reports collected on the poll thread, handed to the loop in one
-        # wake-up per poll rather than one per record (a measured 17% of the CPU
-        # at saturation went to per-record `call_soon_threadsafe`).
-        self._reports: collections.deque[tuple[asyncio.Future[None], KafkaError | None]] = (
-            collections.deque()
-        )
+        self._timer: asyncio.TimerHandle | None = None
+        self._busy = False  # the next poll is BUSY_POLL_S away, not IDLE_POLL_S
+        # Delivery reports, appended by librdkafka's callbacks (on the loop when
+        # polled there, on a worker thread during the flush at close).
+        self._reports: collections.deque[_Report] = collections.deque()
+        # (deadline on the loop's clock, future) of every record not yet settled,
+        # in produce order; one timeout for all, so deadlines are ascending.
+        self._in_flight: collections.deque[tuple[float, asyncio.Future[None]]] = collections.deque()
         # A fatal error (e.g. the idempotent producer lost its sequence) makes
         # the producer unusable for good: not ready, every publish a 503, until
         # the process is restarted.
@@ -111,22 +139,19 @@ class KafkaPublisher:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._producer = Producer(self._config)
-        self._stopping.clear()
-        self._poller = threading.Thread(
-            target=self._poll_until_stopped, name="kafka-delivery-poll", daemon=True
-        )
-        self._poller.start()
+        self._busy = False
+        self._timer = self._loop.call_later(IDLE_POLL_S, self._poll)
 
     async def close(self) -> None:
         """Stops polling, then waits (up to the publish timeout) for queued records."""
         producer, self._producer = self._producer, None
-        self._stopping.set()
-        if self._poller is not None:
-            await asyncio.to_thread(self._poller.join)
-            self._poller = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if producer is not None:
             left = await asyncio.to_thread(producer.flush, self._timeout_s)
-            self._hand_over()
+            self._settle()
+            self._expire(math.inf)  # nothing will poll for them any more
             if left:
                 log.warning("%d record(s) not delivered at shutdown", left)
 
@@ -139,20 +164,22 @@ class KafkaPublisher:
             raise PublishTimeout(f"producer failed: {self.fatal_error}")
         key, value = encode(event)
         delivered: asyncio.Future[None] = loop.create_future()
-        reports = self._reports
+        append = self._reports.append
 
         def on_delivery(error: KafkaError | None, _message: Message) -> None:
-            # Runs on the poll thread: only queue the result for the loop.
-            reports.append((delivered, error))
+            append((delivered, error))
 
         try:
             producer.produce(self._topic, value=value, key=key, on_delivery=on_delivery)
         except (BufferError, KafkaException) as exc:
             raise PublishTimeout(f"not enqueued: {exc}") from None
-        try:
-            await asyncio.wait_for(delivered, self._timeout_s)
-        except TimeoutError:
-            raise PublishTimeout(f"no acknowledgement within {self._timeout_s:g} s") from None
+        self._in_flight.append((loop.time() + self._timeout_s, delivered))
+        if not self._busy:
+            self._busy = True
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = loop.call_later(BUSY_POLL_S, self._poll)
+        await delivered
 
     async def ready(self) -> bool:
         """Whether a broker answers and knows the topic (bounded, off the loop)."""
@@ -163,41 +190,52 @@ class KafkaPublisher:
         return await asyncio.to_thread(_topic_problem, producer, self._topic, timeout_s) is None
 
     def _on_error(self, error: KafkaError) -> None:
-        # librdkafka's error callback (poll thread): transient errors are retried
-        # by librdkafka itself; only a fatal one changes what we answer.
+        # librdkafka's error callback (served by poll): transient errors are
+        # retried by librdkafka itself; only a fatal one changes what we answer.
         if error.fatal():
             self.fatal_error = error.str()
             log.critical("kafka producer failed for good, restart needed: %s", error.str())
         else:
             log.warning("kafka: %s", error.str())
 
-    def _poll_until_stopped(self) -> None:
-        producer = self._producer
-        while producer is not None and not self._stopping.is_set():
-            producer.poll(0.05)
-            self._hand_over()
-
-    def _hand_over(self) -> None:
-        """Settle every queued delivery report on the loop, in one wake-up."""
-        reports, loop = self._reports, self._loop
-        if not reports or loop is None:
+    def _poll(self) -> None:
+        """On the loop: serve librdkafka's callbacks without waiting, settle, re-arm."""
+        producer, loop = self._producer, self._loop
+        self._timer = None
+        if producer is None or loop is None:
             return
-        batch = []
+        try:
+            producer.poll(0)
+        finally:
+            self._settle()
+            self._expire(loop.time())
+            self._busy = bool(self._in_flight)
+            self._timer = loop.call_later(BUSY_POLL_S if self._busy else IDLE_POLL_S, self._poll)
+
+    def _settle(self) -> None:
+        """Settle every queued delivery report (on the loop)."""
+        reports = self._reports
         while reports:
-            batch.append(reports.popleft())
-        # RuntimeError: the loop is gone (shutdown) and nobody is waiting.
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(_settle_all, batch)
+            delivered, error = reports.popleft()
+            if delivered.done():  # the request already timed out or went away
+                continue
+            if error is None:
+                delivered.set_result(None)
+            else:
+                delivered.set_exception(PublishTimeout(f"delivery failed: {error.str()}"))
 
-
-def _settle_all(batch: list[tuple[asyncio.Future[None], KafkaError | None]]) -> None:
-    for delivered, error in batch:
-        if delivered.done():  # the request already timed out
-            continue
-        if error is None:
-            delivered.set_result(None)
-        else:
-            delivered.set_exception(PublishTimeout(f"delivery failed: {error.str()}"))
+    def _expire(self, now: float) -> None:
+        """Forget settled records; time out those past their deadline (on the loop)."""
+        in_flight = self._in_flight
+        while in_flight:
+            deadline, delivered = in_flight[0]
+            if not delivered.done():
+                if deadline > now:
+                    return
+                delivered.set_exception(
+                    PublishTimeout(f"no acknowledgement within {self._timeout_s:g} s")
+                )
+            in_flight.popleft()
 
 
 def _topic_problem(client: Producer, topic: str, timeout_s: float) -> str | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["REDACTED", "redact", "redact_rtmp_url"]
+__all__ = ["REDACTED", "redact", "redact_rtmp_url", "redacted_and_depth"]
 
 REDACTED = "[redacted]"
 
@@ -24,6 +24,25 @@ def _field(name: str) -> str:
 
 _KEY_FIELDS = frozenset({"streamkey"})
 _URL_FIELDS = frozenset({"rtmpurl", "rtmpsurl", "srturl"})
+
+# What a field name is: a key, a URL carrying a key, or anything else. Names
+# repeat from webhook to webhook, so each is classified once (a bounded memo:
+# the answer depends on the name alone).
+_PLAIN, _KEY, _URL = 0, 1, 2
+_KINDS: dict[str, int] = {}
+_KINDS_MAX = 4096
+
+
+def _kind(name: object) -> int:
+    if not isinstance(name, str):
+        return _PLAIN
+    kind = _KINDS.get(name)
+    if kind is None:
+        field = _field(name)
+        kind = _KEY if field in _KEY_FIELDS else _URL if field in _URL_FIELDS else _PLAIN
+        if len(_KINDS) < _KINDS_MAX:
+            _KINDS[name] = kind
+    return kind
 
 
 def redact_rtmp_url(url: object) -> object:
@@ -52,24 +71,61 @@ def redact(document: Any) -> Any:
 
     Iterative rather than recursive: a body may nest deeper than Python's stack.
     """
-    root: list[Any] = [document]
-    stack: list[tuple[Any, list[Any] | dict[str, Any], int | str]] = [(document, root, 0)]
+    return redacted_and_depth(document)[0]
+
+
+def redacted_and_depth(document: Any) -> tuple[Any, int]:
+    """`redact(document)`, and how deep its mappings and lists nest (0: a scalar).
+
+    One walk for both: the depth bound and the redaction each need every node.
+    """
+    if isinstance(document, dict):
+        top: Any = {}
+    elif isinstance(document, list):
+        top = list(document)
+    else:
+        return document, 0
+    deepest = 0
+    # (original node, its copy, depth); each copy is already in its parent.
+    # A redacted value is still walked, copy None, so that the depth is the
+    # input's own.
+    stack: list[tuple[Any, Any, int]] = [(document, top, 1)]
+    kinds = _KINDS
     while stack:
-        node, parent, slot = stack.pop()
-        if isinstance(node, dict):
-            copy: dict[str, Any] = {}
-            parent[slot] = copy  # type: ignore[index]
+        node, copy, level = stack.pop()
+        if level > deepest:
+            deepest = level
+        below = level + 1
+        if copy is None:  # inside a redacted value: the depth only
+            values = node.values() if isinstance(node, dict) else node
+            stack.extend((value, None, below) for value in values if isinstance(value, dict | list))
+        elif isinstance(node, dict):
             for name, value in node.items():
-                field = _field(name) if isinstance(name, str) else ""
-                if field in _KEY_FIELDS and value is not None:
-                    copy[name] = REDACTED
-                elif field in _URL_FIELDS:
-                    copy[name] = redact_rtmp_url(value)
+                kind = kinds.get(name)
+                if kind is None:
+                    kind = _kind(name)
+                if kind != _PLAIN and (kind == _URL or value is not None):
+                    copy[name] = REDACTED if kind == _KEY else redact_rtmp_url(value)
+                    if isinstance(value, dict | list):  # gone, but it counts for the depth
+                        stack.append((value, None, below))
+                elif isinstance(value, dict):
+                    child: Any = {}
+                    copy[name] = child
+                    stack.append((value, child, below))
+                elif isinstance(value, list):
+                    child = list(value)
+                    copy[name] = child
+                    stack.append((value, child, below))
                 else:
                     copy[name] = value
-                    stack.append((value, copy, name))
-        elif isinstance(node, list):
-            items: list[Any] = list(node)
-            parent[slot] = items  # type: ignore[index]
-            stack.extend((value, items, index) for index, value in enumerate(node))
-    return root[0]
+        else:  # a list, copied whole already: replace its containers by their copies
+            for index, value in enumerate(node):
+                if isinstance(value, dict):
+                    child = {}
+                    copy[index] = child
+                    stack.append((value, child, below))
+                elif isinstance(value, list):
+                    child = list(value)
+                    copy[index] = child
+                    stack.append((value, child, below))
+    return top, deepest

@@ -9,6 +9,7 @@ gracefully: in-flight requests finish, queued records are flushed.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import subprocess
@@ -28,7 +29,8 @@ __all__ = ["RUNNER_OPTIONS", "check_config", "serve_command"]
 
 # Options every runner of the app must pass (run_app, AppRunner, TestServer):
 # aiohttp's access log prints the request path, and a path may carry a token.
-# The app logs one line per request itself, naming the route pattern instead.
+# The app logs one line per request itself (DEBUG below 400, WARNING from 400),
+# naming the route pattern instead.
 RUNNER_OPTIONS: dict[str, Any] = {"access_log": None}
 
 # How long start-up waits for Kafka to answer before giving up.
@@ -63,8 +65,14 @@ def serve_command(args: argparse.Namespace, settings: Settings) -> int:
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
         )
     host, port = args.host, args.port
+    app = create_app(settings)
+    # What start-up made (modules, app, settings) lives as long as the process:
+    # out of the collector's sight, full collections skip it. At saturation they
+    # took ~7% of the CPU, most of it rescanning these objects.
+    gc.collect()
+    gc.freeze()
     web.run_app(
-        create_app(settings),
+        app,
         host=host,
         port=port,
         **RUNNER_OPTIONS,

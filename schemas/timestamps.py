@@ -55,7 +55,21 @@ def parse_ms(text: str) -> int:
                 _MINUTES.clear()
             _MINUTES[text[:16]] = minute_ms
             return minute_ms + int(text[17:19]) * 1000 + int(text[20:23])
-    match = _RFC3339.match(text.strip())
+    if len(text) >= 20 and text[-1] == "Z" and text[16] == ":":
+        # Warm path: a seen minute, then seconds with any fraction (or none) and Z,
+        # as providers send them (nanoseconds, seven digits). Same checks as below.
+        minute_ms = _MINUTES.get(text[:16])
+        if minute_ms is not None:
+            second_text = text[17:19]
+            if second_text.isdecimal() and second_text < "60":
+                if len(text) == 20:
+                    return minute_ms + int(second_text) * 1000
+                fraction = text[20:-1]
+                if text[19] == "." and fraction.isdecimal():
+                    millis = int(fraction[:3].ljust(3, "0"))
+                    return minute_ms + int(second_text) * 1000 + millis
+    stripped = text.strip()
+    match = _RFC3339.match(stripped)
     if match is None:
         raise InvalidTimestamp(f"not an RFC 3339 timestamp: {text!r}")
     year, month, day, hour, minute, second, fraction, zone = match.groups()
@@ -65,6 +79,12 @@ def parse_ms(text: str) -> int:
         )
     except ValueError as exc:
         raise InvalidTimestamp(f"not a valid date or time: {text!r}") from exc
+    prefix = text[:16]
+    if len(stripped) == len(text) and text[10] == "T" and prefix.isascii():
+        # A valid "YYYY-MM-DDTHH:MM" (ASCII digits, as the canonical path caches).
+        if len(_MINUTES) >= _MINUTES_KEPT:
+            _MINUTES.clear()
+        _MINUTES[prefix] = int((moment.replace(second=0) - _EPOCH).total_seconds()) * 1000
     millis = int((fraction or "0")[:3].ljust(3, "0"))
     offset_ms = 0
     if zone and zone not in ("Z", "z"):

@@ -334,3 +334,44 @@ async def test_every_openapi_reference_resolves(make_client: MakeClient) -> None
         r.startswith(prefix) and r[len(prefix) :] in document["components"]["schemas"]
         for r in found
     )
+
+
+async def test_accepted_requests_log_at_debug_and_failures_at_warning(
+    make_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="livewindows.producer.http")
+    client = await make_client(publisher=MemoryPublisher())
+    accepted = await client.post(GJ_PATH, data=body_of(seeds.GJIRAFA["live.video.started"]))
+    refused = await client.post(CF_PATH, data=b"{}")
+    assert (accepted.status, refused.status) == (202, 401)
+    records = [r for r in caplog.records if r.name == "livewindows.producer.http"]
+    assert [r.levelno for r in records] == [logging.WARNING]
+    line = orjson.loads(records[0].getMessage())
+    assert line["status"] == 401 and line["error"] == "unauthorized"
+
+
+async def test_a_chunked_body_within_the_limit_is_read_whole(make_client: MakeClient) -> None:
+    publisher = MemoryPublisher()
+    client = await make_client(publisher=publisher)
+    body = body_of(seeds.GJIRAFA["live.video.started"])
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for start in range(0, len(body), 7):
+            yield body[start : start + 7]
+            await asyncio.sleep(0)
+
+    response = await client.post(GJ_PATH, data=pieces())
+    assert response.status == 202
+    assert publisher.events[0].payload == seeds.GJIRAFA["live.video.started"]
+
+
+async def test_metrics_keep_counting_on_repeated_labels(make_client: MakeClient) -> None:
+    client = await make_client(publisher=MemoryPublisher())
+    for _ in range(3):
+        await client.post(GJ_PATH, data=body_of(seeds.GJIRAFA["live.video.started"]))
+    await client.post(GJ_PATH, data=b"{")
+    text = await (await client.get("/metrics")).text()
+    assert 'livewindows_http_requests_total{provider="gjirafa",status="202"} 3.0' in text
+    assert 'livewindows_http_requests_total{provider="gjirafa",status="400"} 1.0' in text
+    assert 'livewindows_publish_seconds_count{provider="gjirafa"} 3.0' in text
+    assert 'livewindows_request_body_bytes_count{provider="gjirafa"} 4.0' in text

@@ -494,3 +494,41 @@ def test_parse_json_rejects_what_is_not_json(body: bytes) -> None:
 def test_extra_fields_are_kept_in_the_payload() -> None:
     document = {**seeds.GJIRAFA["live.video.started"], "newField": {"nested": [1, 2]}}
     assert to_event("gjirafa", document, 0).payload["newField"] == {"nested": [1, 2]}
+
+
+def test_depth_counts_inside_a_redacted_value() -> None:
+    deep: Any = "x"
+    for _ in range(MAX_DEPTH):
+        deep = [deep]
+    document = {**seeds.GJIRAFA["live.video.started"], "extra": {"streamKey": deep}}
+    assert _fields("gjirafa", document) == ["body"]
+
+
+@pytest.mark.parametrize(
+    ("event_time", "occurred_at"),
+    [
+        ("2031-02-03T04:05:06.9876543Z", "2031-02-03T04:05:06.987Z"),
+        ("2031-02-03T04:05:07Z", "2031-02-03T04:05:07.000Z"),
+        ("2031-02-03T04:05:08.5Z", "2031-02-03T04:05:08.500Z"),
+        ("2031-02-03T04:05:09.123456789Z", "2031-02-03T04:05:09.123Z"),
+        ("2031-02-03T04:05:10.1+01:00", "2031-02-03T03:05:10.100Z"),
+    ],
+)
+def test_provider_times_are_the_same_once_their_minute_was_seen(
+    event_time: str, occurred_at: str
+) -> None:
+    first = {**seeds.GJIRAFA["live.video.started"], "eventTime": "2031-02-03T04:05:00.0000000Z"}
+    document = {**first, "eventTime": event_time}
+    for _ in range(2):  # cold, then with the minute in the timestamp cache
+        assert to_event("gjirafa", first, 0).occurred_at == "2031-02-03T04:05:00.000Z"
+        assert to_event("gjirafa", document, 0).occurred_at == occurred_at
+
+
+@pytest.mark.parametrize(
+    "event_time",
+    ["2031-02-03T04:05:60.0000000Z", "2031-02-03T04:05:1x.0000000Z", "2031-02-03T04:05:01.Z"],
+)
+def test_a_bad_second_is_rejected_even_in_a_seen_minute(event_time: str) -> None:
+    seen = {**seeds.GJIRAFA["live.video.started"], "eventTime": "2031-02-03T04:05:00.0000000Z"}
+    to_event("gjirafa", seen, 0)
+    assert _fields("gjirafa", {**seen, "eventTime": event_time}) == ["eventTime"]

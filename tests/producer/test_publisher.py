@@ -10,6 +10,7 @@ import asyncio
 import time
 from typing import Any
 
+import orjson
 import pytest
 
 from livewindows.kafka.launcher import free_ports
@@ -38,6 +39,16 @@ def test_records_are_keyed_by_provider_and_input_with_a_schema_field() -> None:
     assert key == b"gjirafa:in:1"
     assert value.startswith(b'{"schema":"livewindows/event/v1","event_id":"e1"')
     assert Event.model_validate_json(value) == EVENT
+
+
+@pytest.mark.parametrize("provider", ["cloudflare", "fastpix", "gjirafa"])
+def test_record_values_are_the_bytes_of_the_models_own_dump(provider: Any) -> None:
+    from producer.normalize import parse_json, to_event
+
+    for request in sample_requests(provider, "in:7", seeds.settings(), START_MS):
+        event = to_event(provider, parse_json(request.body), START_MS + 5)
+        assert encode(event)[1] == orjson.dumps(event.model_dump(by_alias=True))
+    assert encode(EVENT)[1] == orjson.dumps(EVENT.model_dump(by_alias=True))
 
 
 def test_the_producer_is_idempotent_with_acks_all_and_bounded_retries() -> None:
