@@ -11,7 +11,7 @@ is the difference minus the grace; a probe not seen within the wait counts as
 that long.
 
 Phases: 200/s (the baseline: the same pipeline when nothing queues), then 1,000/s
-(the target).
+(the target). The worker runs the engine `PROCESSOR_ENGINE` names (default faust).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -145,6 +146,7 @@ def run(ctx: Context) -> Result:
     result.parameters = {
         "window_grace_ms": GRACE_MS,
         "tick_interval_ms": TICK_INTERVAL_MS,
+        "processor_engine": os.environ.get("PROCESSOR_ENGINE", "faust"),
         "phases": [{"label": label, "offered_per_s": rate} for label, rate in PHASES],
         "duration_s": duration_s,
         "probe_every_s": probe_every_s,

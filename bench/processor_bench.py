@@ -1,5 +1,9 @@
 """`processor`: events/s of one `livewindows worker` draining a pre-filled events topic.
 
+Both engines are measured, each with a fresh app id (consumer group and changelog):
+`--engine kafka` (confluent-kafka loop, one transaction per batch) and `--engine
+faust`. `BENCH_PROCESSOR_ENGINES=kafka` (comma-separated) measures only those.
+
 The topic holds 1,000,000 realistic events over 100,000 inputs in 6 partitions
 (`bench.dataset`), with ticks. Baseline in the same run: `bench.plainloop`, a
 plain confluent-kafka loop around the same core that also writes the windows.
@@ -13,6 +17,7 @@ the time a full drain would take at that rate.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import uuid
@@ -111,7 +116,8 @@ def run(ctx: Context) -> Result:
     filled = events_dataset(ctx)
     spec = dataset_spec(ctx)
     baseline = plain_loop(ctx, filled)
-    worker = _worker(ctx, filled, baseline["windows"])
+    engines = os.environ.get("BENCH_PROCESSOR_ENGINES", "kafka,faust").split(",")
+    workers = {engine: _worker(ctx, filled, baseline["windows"], engine) for engine in engines}
     result = Result(NAME)
     result.parameters = {
         "events": filled.events,
@@ -127,37 +133,53 @@ def run(ctx: Context) -> Result:
         "measured_as": "records (events + ticks) the worker's group committed, per second, "
         "from its first commit to the end of the run",
     }
-    result.metrics = {"worker": worker, "plain_loop": baseline}
-    rate, base_rate = worker["records_per_s"], baseline["records_per_s"]
-    ok = rate >= TARGET_PER_S and rate >= TARGET_RATIO * base_rate
-    result.rows.append(
-        Row("records/s, one worker", rate, "/s", "plain confluent-kafka loop, same core",
-            base_rate, f">= {TARGET_PER_S:,}/s and >= {TARGET_RATIO}x plain loop", ok)
-    )  # fmt: skip
-    result.rows.append(
-        Row("worker peak RSS", worker["peak_rss_mib"], "MiB", "plain loop peak RSS",
-            baseline["peak_rss_mib"])
-    )  # fmt: skip
-    result.rows.append(Row("state on disk (data dir)", worker["data_dir_mib"], "MiB"))
-    if worker.get("changelog_mib") is not None:
-        result.rows.append(Row("changelog topic on disk", worker["changelog_mib"], "MiB"))
-    if not worker["drained"]:
-        result.notes.append(
-            f"The worker did not drain the topic within the {result.parameters['cap_s']:.0f} s "
-            f"cap: it processed {worker['records_done']:,} of {worker['records_target']:,} "
-            f"records; at its rate a full drain takes ~{worker['projected_drain_s']:,.0f} s. "
-            "State sizes are for the records processed."
-        )
+    result.metrics = {"plain_loop": baseline}
+    base_rate = baseline["records_per_s"]
+    for engine, worker in workers.items():
+        result.metrics[_metric_key(engine)] = worker
+        rate = worker["records_per_s"]
+        ok = rate >= TARGET_PER_S and rate >= TARGET_RATIO * base_rate
+        result.rows.append(
+            Row(f"records/s, one worker, --engine {engine}", rate, "/s",
+                "plain confluent-kafka loop, same core", base_rate,
+                f">= {TARGET_PER_S:,}/s and >= {TARGET_RATIO}x plain loop", ok)
+        )  # fmt: skip
+    for engine, worker in workers.items():
+        result.rows.append(
+            Row(f"worker peak RSS, --engine {engine}", worker["peak_rss_mib"], "MiB",
+                "plain loop peak RSS", baseline["peak_rss_mib"])
+        )  # fmt: skip
+        if engine == "faust":
+            result.rows.append(Row("state on disk (data dir), --engine faust",
+                                   worker["data_dir_mib"], "MiB"))  # fmt: skip
+        if worker.get("changelog_mib") is not None:
+            result.rows.append(
+                Row(f"changelog topic on disk, --engine {engine}", worker["changelog_mib"], "MiB")
+            )
+        if not worker["drained"]:
+            result.notes.append(
+                f"The {engine} worker did not drain the topic within the "
+                f"{result.parameters['cap_s']:.0f} s cap: it processed "
+                f"{worker['records_done']:,} of {worker['records_target']:,} records; at its rate "
+                f"a full drain takes ~{worker['projected_drain_s']:,.0f} s. State sizes are for "
+                "the records processed."
+            )
     return result
 
 
-def _worker(ctx: Context, filled: Filled, expected_windows: int) -> dict[str, Any]:
+def _metric_key(engine: str) -> str:
+    return "worker" if engine == "faust" else f"worker_{engine}"
+
+
+def _worker(ctx: Context, filled: Filled, expected_windows: int, engine: str) -> dict[str, Any]:
     from confluent_kafka import Consumer, TopicPartition
 
-    from processor.tables import changelog_topic
+    from processor.changelog import changelog_topic
 
-    app_id = f"bench-worker-{uuid.uuid4().hex[:8]}"
-    windows, late, dlq = ctx.topics("worker-windows", "worker-late", "worker-dlq")
+    app_id = f"bench-worker-{engine}-{uuid.uuid4().hex[:8]}"
+    windows, late, dlq = ctx.topics(
+        f"worker-{engine}-windows", f"worker-{engine}-late", f"worker-{engine}-dlq"
+    )
     env = ctx.env(
         EVENTS_TOPIC=filled.topic,
         WINDOWS_TOPIC=windows,
@@ -167,14 +189,15 @@ def _worker(ctx: Context, filled: Filled, expected_windows: int) -> dict[str, An
         WINDOW_GRACE_MS=str(GRACE_MS),
         RECONNECT_WINDOW_S=str(RECONNECT_WINDOW_S),
         TICK_INTERVAL_MS="1000",
+        PROCESSOR_ENGINE=engine,
     )
-    data_dir = ctx.work_dir / "worker-data"
+    data_dir = ctx.work_dir / f"worker-{engine}-data"
     cap_s = QUICK_CAP_S if ctx.quick else CAP_S
     target = sum(filled.ends.values())
     partitions = [TopicPartition(filled.topic, p) for p in sorted(filled.ends)]
     watcher = Consumer({"bootstrap.servers": ctx.bootstrap, "group.id": app_id})
     samples: list[tuple[float, int, int]] = []  # (s since spawn, records done, windows written)
-    worker = Service("worker", [sys.executable, "-m", "livewindows.cli", "worker",
+    worker = Service(f"worker-{engine}", [sys.executable, "-m", "livewindows.cli", "worker",
                                 "--data-dir", str(data_dir)], env, ctx.work_dir)  # fmt: skip
     spawned = time.monotonic()
     first: tuple[float, int] | None = None
@@ -188,7 +211,7 @@ def _worker(ctx: Context, filled: Filled, expected_windows: int) -> dict[str, An
                 raise RuntimeError(f"the worker exited:\n{worker.tail()}")
             committed = watcher.committed(partitions, timeout=10)
             done = sum(min(max(tp.offset, 0), filled.ends[tp.partition]) for tp in committed)
-            written = _records(watcher, windows)
+            written = _offsets(watcher, windows)
             now = time.monotonic() - spawned
             samples.append((round(now, 2), done, written))
             peak = worker.peak_rss_bytes() or peak
@@ -196,7 +219,9 @@ def _worker(ctx: Context, filled: Filled, expected_windows: int) -> dict[str, An
                 first = (now, done)
                 meter = CpuMeter({"worker": worker})
                 if ctx.profile:
-                    profiler = Profiler(worker.pid, 30, ctx.results_dir / "worker.pyspy.txt")
+                    profiler = Profiler(
+                        worker.pid, 30, ctx.results_dir / f"worker-{engine}.pyspy.txt"
+                    )
             if done >= target or (first is not None and now - first[0] >= cap_s):
                 break
             if first is None and now > 120:
@@ -211,7 +236,9 @@ def _worker(ctx: Context, filled: Filled, expected_windows: int) -> dict[str, An
     seconds = end_s - first[0]
     rate = (done - first[1]) / seconds if seconds > 0 else 0.0
     drained = done >= target
-    say(f"worker: {rate:,.0f} records/s ({done:,} of {target:,} records in {end_s:.0f} s)")
+    written = _count_records(ctx.bootstrap, windows)  # offsets count transaction markers too
+    say(f"worker --engine {engine}: {rate:,.0f} records/s "
+        f"({done:,} of {target:,} records in {end_s:.0f} s)")  # fmt: skip
     changelog = changelog_topic(app_id)
     changelog_bytes = ctx.topic_disk_bytes(changelog)
     found: dict[str, Any] = {
@@ -229,7 +256,7 @@ def _worker(ctx: Context, filled: Filled, expected_windows: int) -> dict[str, An
         "peak_rss_mib": None if peak is None else round(peak / _MIB, 1),
         "data_dir_mib": round(dir_bytes(data_dir) / _MIB, 1),
         "changelog_topic": changelog,
-        "changelog_records": _records_from(ctx, changelog),
+        "changelog_offsets": _offsets_from(ctx, changelog),
         "changelog_mib": None if changelog_bytes is None else round(changelog_bytes / _MIB, 1),
         "samples": samples,
     }
@@ -240,7 +267,31 @@ def _worker(ctx: Context, filled: Filled, expected_windows: int) -> dict[str, An
     return found
 
 
-def _records(client: Any, topic: str) -> int:
+def _count_records(bootstrap: str, topic: str) -> int:
+    """Records of `topic` a read_committed consumer sees (no markers, no aborted writes)."""
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-count",
+                         "enable.partition.eof": True, "enable.auto.commit": False})  # fmt: skip
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        left = set(partitions)
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        count = 0
+        deadline = time.monotonic() + 300
+        while left and time.monotonic() < deadline:
+            for message in consumer.consume(10_000, 1.0):
+                error = message.error()
+                if error is None:
+                    count += 1
+                elif error.code() == KafkaError._PARTITION_EOF:
+                    left.discard(message.partition())
+        return count
+    finally:
+        consumer.close()
+
+
+def _offsets(client: Any, topic: str) -> int:
     from confluent_kafka import TopicPartition
 
     described = client.list_topics(topic, timeout=10).topics[topic]
@@ -251,13 +302,13 @@ def _records(client: Any, topic: str) -> int:
     return total
 
 
-def _records_from(ctx: Context, topic: str) -> int | None:
+def _offsets_from(ctx: Context, topic: str) -> int | None:
     from confluent_kafka import Consumer
 
     consumer = Consumer({"bootstrap.servers": ctx.bootstrap, "group.id": "bench-count"})
     try:
         if topic not in consumer.list_topics(timeout=10).topics:
             return None
-        return _records(consumer, topic)
+        return _offsets(consumer, topic)
     finally:
         consumer.close()

@@ -148,28 +148,39 @@ def _details(name: str, result: dict[str, Any]) -> list[str]:
             "",
         ]
     elif name == "processor":
-        worker, plain = metrics["worker"], metrics["plain_loop"]
+        plain = metrics["plain_loop"]
+        workers = [(key.removeprefix("worker_") if key != "worker" else "faust", value)
+                   for key, value in metrics.items() if key.startswith("worker")]  # fmt: skip
         lines += [
             "| | records/s | records | CPU (cores) | CPU per record (µs) | peak RSS |",
             "|---|---:|---:|---:|---:|---:|",
-            f"| worker (`livewindows worker`) | {fmt(worker['records_per_s'], '/s')} "
-            f"| {worker['records_done']:,} of {worker['records_target']:,} "
-            f"| {worker.get('cpu_share_of_one_core')} "
-            f"| {_micros(worker.get('cpu_share_of_one_core'), worker['records_per_s'])} "
-            f"| {fmt(worker['peak_rss_mib'], 'MiB')} |",
+        ]
+        for engine, worker in workers:
+            lines.append(
+                f"| `livewindows worker --engine {engine}` | {fmt(worker['records_per_s'], '/s')} "
+                f"| {worker['records_done']:,} of {worker['records_target']:,} "
+                f"| {worker.get('cpu_share_of_one_core')} "
+                f"| {_micros(worker.get('cpu_share_of_one_core'), worker['records_per_s'])} "
+                f"| {fmt(worker['peak_rss_mib'], 'MiB')} |"
+            )
+        lines += [
             f"| plain loop (same core) | {fmt(plain['records_per_s'], '/s')} "
             f"| {plain['records']:,} | {plain.get('cpu_share_of_one_core')} "
             f"| {_micros(plain.get('cpu_share_of_one_core'), plain['records_per_s'])} "
             f"| {fmt(plain.get('peak_rss_mib'), 'MiB')} |",
             "",
-            f"Worker start-up to first commit: {worker['startup_s']} s; windows written "
-            f"{worker['windows_written']:,} (the plain loop's full drain: "
-            f"{worker['windows_expected_full_drain']:,}); state on disk "
-            f"{fmt(worker['data_dir_mib'], 'MiB')}; changelog `{worker['changelog_topic']}` "
-            f"{worker.get('changelog_records') or 0:,} records, "
-            f"{fmt(worker.get('changelog_mib'), 'MiB')} on disk.",
-            "",
         ]
+        for engine, worker in workers:
+            changelog_offsets = worker.get("changelog_offsets", worker.get("changelog_records"))
+            lines += [
+                f"`--engine {engine}`: start-up to first commit {worker['startup_s']} s; windows "
+                f"written {worker['windows_written']:,} (the plain loop's full drain: "
+                f"{worker['windows_expected_full_drain']:,}); data dir "
+                f"{fmt(worker['data_dir_mib'], 'MiB')}; changelog `{worker['changelog_topic']}` "
+                f"{changelog_offsets or 0:,} offsets, "
+                f"{fmt(worker.get('changelog_mib'), 'MiB')} on disk.",
+                "",
+            ]
     elif name == "replay":
         replay, plain, consume = metrics["replay"], metrics["plain_loop"], metrics["consume_only"]
         lines += [
@@ -292,7 +303,11 @@ def _chart_rates(ax: Any, processor: dict[str, Any] | None, replay: dict[str, An
     ax.set_title("records/s (log): processor and replay vs their baselines")
     bars: list[tuple[str, float, str]] = []
     if processor is not None:
-        bars.append(("worker", processor["metrics"]["worker"]["records_per_s"], "tab:red"))
+        for key, color in (("worker_kafka", "tab:red"), ("worker", "tab:orange")):
+            worker = processor["metrics"].get(key)
+            if worker is not None:
+                label = "worker (kafka)" if key == "worker_kafka" else "worker (faust)"
+                bars.append((label, worker["records_per_s"], color))
         bars.append(("plain loop", processor["metrics"]["plain_loop"]["records_per_s"], "tab:gray"))
     if replay is not None:
         bars.append(("replay", replay["metrics"]["replay"]["records_per_s"], "tab:blue"))

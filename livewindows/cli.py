@@ -97,22 +97,45 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=_entry("producer.server:serve_command"))
 
     worker = commands.add_parser(
-        "worker", help="run the window processor (Faust worker)", description="Run the processor."
+        "worker",
+        help="run the window processor (Faust worker)",
+        description="Run the processor: events topic -> window core -> windows topic, with "
+        "state in the changelog topic <PROCESSOR_APP_ID>-state-changelog. Workers with the "
+        "same PROCESSOR_APP_ID share the partitions. Stops cleanly on SIGTERM or Ctrl-C.",
     )
-    worker.add_argument("--data-dir", metavar="D", help="table state (default ./.data/worker)")
+    worker.add_argument(
+        "--data-dir", metavar="D", help="local state and lock (default ./.data/worker)"
+    )
+    worker.add_argument(
+        "--engine",
+        choices=("faust", "kafka"),
+        help="faust: the Faust worker; kafka: the same core on a confluent-kafka loop with one "
+        "Kafka transaction per batch (exactly-once, several times the throughput). Both "
+        "read the same changelog; faust -> kafka is a supported move, not back. "
+        "(default: PROCESSOR_ENGINE, else faust)",
+    )
     worker.set_defaults(handler=_entry("processor.worker:worker_command"))
 
     replay = commands.add_parser(
         "replay",
         help="recompute windows from the events topic into another topic",
         description="Recompute windows from the events topic with fresh state, through the "
-        "same core as the worker, write them to --output-topic, exit when caught up.",
+        "same core as the worker, write them to --output-topic, exit when caught up. "
+        "Partitions replay in parallel, one process per group of partitions (--jobs); "
+        "each output key gets the same records in the same order whatever the job count.",
     )
     start_at = replay.add_mutually_exclusive_group(required=True)
     start_at.add_argument("--from-beginning", action="store_true", help="every partition from 0")
     start_at.add_argument("--from-offset", type=int, metavar="N", help="every partition from N")
     start_at.add_argument("--from-timestamp", metavar="T", help="RFC 3339 time or epoch ms")
     replay.add_argument("--output-topic", required=True, metavar="T2", help="where windows go")
+    replay.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="processes that share the partitions (default: one per CPU, at most one per "
+        "partition with records to replay); 1 replays in this process",
+    )
     replay.set_defaults(handler=_entry("processor.replay:replay_command"))
 
     billing = commands.add_parser(

@@ -17,7 +17,14 @@ from processor.windows import Event, LateEvent, Record, Tick, WindowRecord
 from schemas.records import TICK_KEY, TICK_SCHEMA, Kind, Provider
 from schemas.timestamps import InvalidTimestamp, format_ms, parse_ms
 
-__all__ = ["DecodeError", "decode", "encode_late", "encode_tick", "encode_window"]
+__all__ = [
+    "DecodeError",
+    "dead_letter_headers",
+    "decode",
+    "encode_late",
+    "encode_tick",
+    "encode_window",
+]
 
 _TIMESTAMP = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
 
@@ -104,3 +111,20 @@ def encode_tick(received_ms: int) -> tuple[bytes, bytes]:
     return TICK_KEY.encode(), orjson.dumps(
         {"schema": TICK_SCHEMA, "received_at": format_ms(received_ms)}
     )
+
+
+_MAX_ERROR_HEADER = 1000
+
+
+def dead_letter_headers(
+    exc: BaseException, topic: str, partition: int, offset: int
+) -> list[tuple[str, bytes]]:
+    """Headers of a DLQ record: why the record failed and where it came from."""
+    error = str(exc) or repr(exc)
+    return [
+        ("error", error[:_MAX_ERROR_HEADER].encode()),
+        ("error_type", type(exc).__name__.encode()),
+        ("source_topic", topic.encode()),
+        ("source_partition", str(partition).encode()),
+        ("source_offset", str(offset).encode()),
+    ]

@@ -23,7 +23,8 @@ from typing import cast
 from faust.streams import _current_event
 from faust.types import TP, AppT, EventT, Message, RecordMetadata, TopicT
 
-from processor.codec import decode, encode_late, encode_window
+from processor.codec import dead_letter_headers, decode, encode_late, encode_window
+from processor.counts import Counts
 from processor.tables import (
     PartitionInputs,
     Position,
@@ -46,30 +47,7 @@ __all__ = ["Counts", "Shell"]
 
 log = logging.getLogger("livewindows.worker")
 
-_MAX_ERROR_HEADER = 1000
 _REWIND_EVERY_S = 1.0
-
-
-@dataclass(slots=True)
-class Counts:
-    records: int = 0
-    opened: int = 0
-    closed: int = 0
-    late: int = 0
-    duplicates: int = 0
-    dead_letters: int = 0
-    batches: int = 0
-    redone: int = 0  # WALs a crash left unapplied, applied on restore
-    rewinds: int = 0  # times Faust skipped records and the partition was sought back
-
-    def summary(self) -> str:
-        return (
-            f"{self.records} records in {self.batches} batches: windows opened={self.opened} "
-            f"closed={self.closed}, late={self.late}, duplicates={self.duplicates}, "
-            f"dlq={self.dead_letters}"
-            + (f", batches redone after crash={self.redone}" if self.redone else "")
-            + (f", rewinds={self.rewinds}" if self.rewinds else "")
-        )
 
 
 @dataclass(slots=True)
@@ -321,13 +299,7 @@ class Shell:
     async def _dead_letter(self, message: Message, exc: Exception) -> Awaitable[RecordMetadata]:
         self.counts.dead_letters += 1
         error = str(exc) or repr(exc)
-        headers = [
-            ("error", error[:_MAX_ERROR_HEADER].encode()),
-            ("error_type", type(exc).__name__.encode()),
-            ("source_topic", message.topic.encode()),
-            ("source_partition", str(message.partition).encode()),
-            ("source_offset", str(message.offset).encode()),
-        ]
+        headers = dead_letter_headers(exc, message.topic, message.partition, message.offset)
         sent = await self._dlq.send(
             key=message.key,
             value=message.value,

@@ -1,37 +1,40 @@
-"""The worker's state: one Faust table, on RocksDB, behind a changelog topic.
+"""The Faust engine's state: one Faust table, on RocksDB, behind the changelog topic.
 
-Layout (keys and values are bytes; the table is raw):
-- `b"<partition>/<provider>:<input_id>"` → `{"offset": o, "state": InputState.to_dict()}`,
-  where `o` is the events-topic offset of the last record of the batch that wrote it;
-- `b"<partition>/~position"` → `{"next_offset": n, "watermark_ms": W}`: the
-  partition's watermark and the offset of the next record to process, written
-  last for every batch, so it says exactly how far the stored input keys go;
-- `b"<partition>/~wal"`, `b"<partition>/~wal1"`, ...: the write-ahead record of
-  the partition's latest batch, in parts of at most `WAL_PART_BYTES` each, every
-  part `{"first_offset", "next_offset", "watermark_ms", "part", "parts",
-  "changes": {key: stored input value}}` (see `Wal`).
-
-The partition prefix makes a partition's keys recoverable from the table alone
-(Faust keeps one RocksDB per partition but only exposes them merged). All kinds
-of key share one table, so one changelog partition holds every write of one
-partition, in the order the shell makes them; `processor.app` relies on that order.
+The record format (input keys, `~position`, `~wal` parts) is `processor.changelog`'s.
+Faust keeps one RocksDB per partition but only exposes them merged, hence the
+partition prefix of every key; all kinds of key share one table, so one
+changelog partition holds every write of one partition, in the order the shell
+makes them; `processor.app` relies on that order.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, ItemsView, Iterator, MutableMapping
-from dataclasses import dataclass
 from typing import Any
 
 import faust
-import orjson
 from faust.types import CodecArg, RecordMetadata
 from faust.types.tuples import FutureMessage
 
+from processor.changelog import (
+    TABLE_NAME,
+    WAL_PART_BYTES,
+    Position,
+    Wal,
+    changelog_topic,
+    decode_input,
+    encode_input,
+    encode_wal_parts,
+    input_key,
+    position_key,
+    read_wal,
+    wal_key,
+)
 from processor.windows import InputState
 
 __all__ = [
+    "TABLE_NAME",
     "WAL_PART_BYTES",
     "PartitionInputs",
     "Position",
@@ -44,100 +47,6 @@ __all__ = [
     "input_key",
     "wal_key",
 ]
-
-TABLE_NAME = "state"
-
-# Bookkeeping keys start with "~": an input key starts with its provider's name.
-_POSITION = "~position"
-_WAL = "~wal"
-
-# Faust's producer refuses requests over 1,000,000 bytes (producer_max_request_size);
-# a part holds changes up to this many bytes, or a single larger input on its own.
-WAL_PART_BYTES = 600_000
-
-
-def changelog_topic(app_id: str) -> str:
-    """The table's changelog topic, as Faust names it."""
-    return f"{app_id}-{TABLE_NAME}-changelog"
-
-
-def input_key(partition: int, key: str) -> bytes:
-    return f"{partition}/{key}".encode()
-
-
-def position_key(partition: int) -> bytes:
-    return f"{partition}/{_POSITION}".encode()
-
-
-def wal_key(partition: int, part: int) -> bytes:
-    return f"{partition}/{_WAL}{part or ''}".encode()
-
-
-def encode_input(state: InputState, offset: int) -> bytes:
-    return orjson.dumps({"offset": offset, "state": state.to_dict()})
-
-
-def decode_input(raw: bytes) -> tuple[InputState, int]:
-    """The stored state and the offset of the record that wrote it."""
-    stored = orjson.loads(raw)
-    return InputState.from_dict(stored["state"]), int(stored["offset"])
-
-
-@dataclass(frozen=True, slots=True)
-class Position:
-    """How far a partition's stored state goes."""
-
-    next_offset: int
-    watermark_ms: int | None
-
-    def encode(self) -> bytes:
-        return orjson.dumps({"next_offset": self.next_offset, "watermark_ms": self.watermark_ms})
-
-    @classmethod
-    def decode(cls, raw: bytes) -> Position:
-        stored = orjson.loads(raw)
-        return cls(int(stored["next_offset"]), stored["watermark_ms"])
-
-
-@dataclass(frozen=True, slots=True)
-class Wal:
-    """A batch's write-ahead record: what its records did to the partition's stored state.
-
-    `changes` maps input keys to their stored values (`encode_input`) after the batch
-    `[first_offset, next_offset)`; `watermark_ms` is the partition's watermark after it.
-    """
-
-    first_offset: int
-    next_offset: int
-    watermark_ms: int | None
-    changes: dict[str, bytes]
-
-
-def encode_wal_parts(wal: Wal) -> list[bytes]:
-    """The WAL's parts: changes split, in order, so that each part stays under the size cap.
-
-    Each stored input value is spliced into the part as it is (it is JSON already),
-    so a change is encoded once for both the WAL and its own key.
-    """
-    groups: list[list[bytes]] = [[]]
-    size = 0
-    for key, value in wal.changes.items():
-        entry = orjson.dumps(key) + b":" + value
-        if groups[-1] and size + len(entry) > WAL_PART_BYTES:
-            groups.append([])
-            size = 0
-        groups[-1].append(entry)
-        size += len(entry) + 1
-    head = b'{"first_offset":%d,"next_offset":%d,"watermark_ms":%s,"parts":%d,"part":' % (
-        wal.first_offset,
-        wal.next_offset,
-        orjson.dumps(wal.watermark_ms),
-        len(groups),
-    )
-    return [
-        head + b'%d,"changes":{' % part + b",".join(entries) + b"}}"
-        for part, entries in enumerate(groups)
-    ]
 
 
 class StateTable(faust.Table[bytes, bytes]):
@@ -213,28 +122,8 @@ class StateTable(faust.Table[bytes, bytes]):
             await self.put(partition, wal_key(partition, part), value)
 
     def read_wal(self, partition: int) -> Wal | None:
-        """The partition's last WAL if all its parts are stored, else None.
-
-        A part left over from an earlier batch names other offsets, so a WAL whose
-        writing a crash cut short is never mistaken for a whole one.
-        """
-        raw = self.get(wal_key(partition, 0))
-        if raw is None:
-            return None
-        first = orjson.loads(raw)
-        batch = (first["first_offset"], first["next_offset"], first["parts"])
-        changes = {key: orjson.dumps(value) for key, value in first["changes"].items()}
-        for part in range(1, first["parts"]):
-            raw = self.get(wal_key(partition, part))
-            if raw is None:
-                return None
-            more = orjson.loads(raw)
-            if (more["first_offset"], more["next_offset"], more["parts"]) != batch:
-                return None
-            changes.update((key, orjson.dumps(value)) for key, value in more["changes"].items())
-        return Wal(
-            int(first["first_offset"]), int(first["next_offset"]), first["watermark_ms"], changes
-        )
+        """The partition's last WAL if all its parts are stored (`changelog.read_wal`)."""
+        return read_wal(self.get, partition)
 
 
 class PartitionInputs(MutableMapping[str, InputState]):

@@ -19,12 +19,13 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from livewindows.settings import ConfigError, Settings
-from processor.app import create_app
-from processor.datadir import DataDirInUse
+from processor.app import FATAL_EXIT_CODE, create_app
+from processor.datadir import DataDirInUse, mark_clean, open_data_dir
 
 __all__ = ["DEFAULT_DATA_DIR", "worker_command"]
 
 DEFAULT_DATA_DIR = Path(".data/worker")
+log = logging.getLogger("livewindows.worker")
 _METADATA_TIMEOUT_S = 5.0
 
 
@@ -35,6 +36,8 @@ class KafkaUnavailable(Exception):
 def worker_command(args: argparse.Namespace, settings: Settings) -> int:
     data_dir = Path(args.data_dir or DEFAULT_DATA_DIR).resolve()
     _configure_logging()
+    if (getattr(args, "engine", None) or settings.processor_engine) == "kafka":
+        return _run_kafka_engine(settings, data_dir)
     try:
         partitions = events_partitions(settings)
         app = create_app(settings, data_dir, partitions=partitions)
@@ -51,6 +54,33 @@ def worker_command(args: argparse.Namespace, settings: Settings) -> int:
         worker.execute_from_commandline()
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    return 0
+
+
+def _run_kafka_engine(settings: Settings, data_dir: Path) -> int:
+    """The confluent-kafka engine (`processor.kafka_worker`); exit 70 on a fatal error."""
+    from processor.kafka_worker import KafkaWorker, transactional_id
+
+    try:
+        partitions = events_partitions(settings)
+        open_data_dir(data_dir)
+        txn_id = transactional_id(data_dir, settings.processor_app_id)
+    except KafkaUnavailable as exc:
+        print(f"livewindows worker: {exc}", file=sys.stderr)
+        return 1
+    except DataDirInUse as exc:
+        raise ConfigError(str(exc)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot use data dir {data_dir}: {exc.strerror or exc}") from None
+    log.info("engine kafka: transactional.id %s", txn_id)
+    try:
+        KafkaWorker(settings, partitions, txn_id).run()
+    except ConfigError:
+        raise
+    except Exception as exc:
+        log.critical("fatal error, stopping: %r", exc, exc_info=exc)
+        return FATAL_EXIT_CODE
+    mark_clean(data_dir)
     return 0
 
 

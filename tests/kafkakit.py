@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from processor.codec import DecodeError, decode, encode_tick
 from processor.windows import Config, PartitionState, WindowRecord, process
@@ -20,12 +20,21 @@ class Read:
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: list[tuple[str, bytes | None]] = field(default_factory=list)
 
 
 def read_all(bootstrap: str, topic: str, timeout_s: float = 20.0) -> list[Read]:
     """Every record of `topic` up to its current end, in (partition, offset) order."""
+    # read_committed (librdkafka's default), as billing reads: records of aborted
+    # transactions are skipped, and a topic written in transactions ends with a
+    # commit marker, not a record, hence the end-of-partition events.
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "kafkakit", "enable.auto.commit": False}
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "kafkakit",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
     )
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
@@ -45,11 +54,16 @@ def read_all(bootstrap: str, topic: str, timeout_s: float = 20.0) -> list[Read]:
         deadline = time.monotonic() + timeout_s
         while ends and time.monotonic() < deadline:
             for message in consumer.consume(500, timeout=0.5):
-                if message.error():
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        ends.pop(message.partition() or 0, None)
                     continue
                 p, offset = message.partition(), message.offset()
                 assert p is not None and offset is not None
-                records.append(Read(p, offset, message.key(), message.value()))
+                records.append(
+                    Read(p, offset, message.key(), message.value(), message.headers() or [])
+                )
                 if p in ends and offset >= ends[p] - 1:
                     del ends[p]
         assert not ends, f"could not read {topic} to its end: {ends}"

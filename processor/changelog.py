@@ -1,0 +1,215 @@
+"""The worker state's changelog: its record format, and a partition's state folded from it.
+
+Both worker engines store state in the same changelog topic, in the same format,
+so either can resume what the other stored (`processor.tables` keeps it in a
+Faust table; `processor.kafka_worker` keeps it in memory). Layout (keys and
+values are bytes):
+- `b"<partition>/<provider>:<input_id>"` → `{"offset": o, "state": InputState.to_dict()}`,
+  where `o` is the events-topic offset of the last record of the batch that wrote it;
+- `b"<partition>/~position"` → `{"next_offset": n, "watermark_ms": W}`: the
+  partition's watermark and the offset of the next record to process, written
+  last for every batch, so it says exactly how far the stored input keys go;
+- `b"<partition>/~wal"`, `b"<partition>/~wal1"`, ...: the write-ahead record of
+  the partition's latest batch (Faust engine only), in parts of at most
+  `WAL_PART_BYTES` each, every part `{"first_offset", "next_offset",
+  "watermark_ms", "part", "parts", "changes": {key: stored input value}}` (see `Wal`).
+
+The partition prefix makes a partition's keys recoverable from the changelog
+alone. All kinds of key of events partition p go to changelog partition p, in
+the order the worker makes them; the crash argument of `processor.app` relies
+on that order. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import orjson
+
+from processor.windows import InputState
+
+__all__ = [
+    "TABLE_NAME",
+    "WAL_PART_BYTES",
+    "Position",
+    "StoredPartition",
+    "Wal",
+    "changelog_topic",
+    "decode_input",
+    "encode_input",
+    "encode_wal_parts",
+    "fold",
+    "input_key",
+    "position_key",
+    "read_wal",
+    "wal_key",
+]
+
+TABLE_NAME = "state"
+
+# Bookkeeping keys start with "~": an input key starts with its provider's name.
+_POSITION = "~position"
+_WAL = "~wal"
+
+# Faust's producer refuses requests over 1,000,000 bytes (producer_max_request_size);
+# a part holds changes up to this many bytes, or a single larger input on its own.
+WAL_PART_BYTES = 600_000
+
+
+def changelog_topic(app_id: str) -> str:
+    """The state changelog topic, named as Faust names its table's changelog."""
+    return f"{app_id}-{TABLE_NAME}-changelog"
+
+
+def input_key(partition: int, key: str) -> bytes:
+    return f"{partition}/{key}".encode()
+
+
+def position_key(partition: int) -> bytes:
+    return f"{partition}/{_POSITION}".encode()
+
+
+def wal_key(partition: int, part: int) -> bytes:
+    return f"{partition}/{_WAL}{part or ''}".encode()
+
+
+def encode_input(state: InputState, offset: int) -> bytes:
+    return orjson.dumps({"offset": offset, "state": state.to_dict()})
+
+
+def decode_input(raw: bytes) -> tuple[InputState, int]:
+    """The stored state and the offset of the record that wrote it."""
+    stored = orjson.loads(raw)
+    return InputState.from_dict(stored["state"]), int(stored["offset"])
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """How far a partition's stored state goes."""
+
+    next_offset: int
+    watermark_ms: int | None
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"next_offset": self.next_offset, "watermark_ms": self.watermark_ms})
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Position:
+        stored = orjson.loads(raw)
+        return cls(int(stored["next_offset"]), stored["watermark_ms"])
+
+
+@dataclass(frozen=True, slots=True)
+class Wal:
+    """A batch's write-ahead record: what its records did to the partition's stored state.
+
+    `changes` maps input keys to their stored values (`encode_input`) after the batch
+    `[first_offset, next_offset)`; `watermark_ms` is the partition's watermark after it.
+    """
+
+    first_offset: int
+    next_offset: int
+    watermark_ms: int | None
+    changes: dict[str, bytes]
+
+
+def encode_wal_parts(wal: Wal) -> list[bytes]:
+    """The WAL's parts: changes split, in order, so that each part stays under the size cap.
+
+    Each stored input value is spliced into the part as it is (it is JSON already),
+    so a change is encoded once for both the WAL and its own key.
+    """
+    groups: list[list[bytes]] = [[]]
+    size = 0
+    for key, value in wal.changes.items():
+        entry = orjson.dumps(key) + b":" + value
+        if groups[-1] and size + len(entry) > WAL_PART_BYTES:
+            groups.append([])
+            size = 0
+        groups[-1].append(entry)
+        size += len(entry) + 1
+    head = b'{"first_offset":%d,"next_offset":%d,"watermark_ms":%s,"parts":%d,"part":' % (
+        wal.first_offset,
+        wal.next_offset,
+        orjson.dumps(wal.watermark_ms),
+        len(groups),
+    )
+    return [
+        head + b'%d,"changes":{' % part + b",".join(entries) + b"}}"
+        for part, entries in enumerate(groups)
+    ]
+
+
+def read_wal(get: Callable[[bytes], bytes | None], partition: int) -> Wal | None:
+    """The partition's last WAL if all its parts are stored, else None.
+
+    A part left over from an earlier batch names other offsets, so a WAL whose
+    writing a crash cut short is never mistaken for a whole one.
+    """
+    raw = get(wal_key(partition, 0))
+    if raw is None:
+        return None
+    first = orjson.loads(raw)
+    batch = (first["first_offset"], first["next_offset"], first["parts"])
+    changes = {key: orjson.dumps(value) for key, value in first["changes"].items()}
+    for part in range(1, first["parts"]):
+        raw = get(wal_key(partition, part))
+        if raw is None:
+            return None
+        more = orjson.loads(raw)
+        if (more["first_offset"], more["next_offset"], more["parts"]) != batch:
+            return None
+        changes.update((key, orjson.dumps(value)) for key, value in more["changes"].items())
+    first_offset, next_offset = int(first["first_offset"]), int(first["next_offset"])
+    return Wal(first_offset, next_offset, first["watermark_ms"], changes)
+
+
+class ChangelogGap(RuntimeError):
+    """A stored WAL that does not follow the stored position: the changelog lost writes."""
+
+
+@dataclass(slots=True)
+class StoredPartition:
+    """One partition's state as its changelog holds it."""
+
+    position: Position | None  # None: nothing stored, the partition starts at its beginning
+    inputs: dict[str, InputState]
+    redone: Wal | None = None  # a whole WAL past the position, applied here; store it again
+
+
+def fold(partition: int, records: Iterable[tuple[bytes | None, bytes | None]]) -> StoredPartition:
+    """The stored state of `partition` from its changelog records, oldest first.
+
+    The last value of each key wins (what compaction keeps; a None value is a
+    tombstone). A whole WAL past the stored position is the batch a crash cut
+    short after its outputs were acknowledged (see `processor.app`): its changes
+    and position are applied, and `redone` tells the caller to write them again.
+    """
+    latest: dict[bytes, bytes] = {}
+    for key, value in records:
+        if key is None:
+            continue
+        if value is None:
+            latest.pop(key, None)
+        else:
+            latest[key] = value
+    raw_position = latest.get(position_key(partition))
+    position = None if raw_position is None else Position.decode(raw_position)
+    wal = read_wal(latest.get, partition)
+    prefix = f"{partition}/".encode()
+    start = len(prefix)
+    inputs: dict[str, InputState] = {}
+    for raw_key, raw_value in latest.items():
+        if raw_key.startswith(prefix) and raw_key[start : start + 1] != b"~":
+            inputs[raw_key[start:].decode()] = decode_input(raw_value)[0]
+    if wal is None or (position is not None and wal.next_offset <= position.next_offset):
+        return StoredPartition(position, inputs)
+    if position is not None and position.next_offset != wal.first_offset:
+        raise ChangelogGap(
+            f"partition {partition}: WAL of offsets {wal.first_offset}..{wal.next_offset - 1}"
+            f" does not follow the stored position {position.next_offset}"
+        )
+    for changed, value in wal.changes.items():
+        inputs[changed] = decode_input(value)[0]
+    return StoredPartition(Position(wal.next_offset, wal.watermark_ms), inputs, redone=wal)

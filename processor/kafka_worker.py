@@ -1,0 +1,562 @@
+"""`livewindows worker --engine kafka`: the processor on a plain confluent-kafka loop.
+
+The same core, topics and changelog (`processor.changelog`) as the Faust engine
+(`processor.app`), for one reason: speed. A bare faust-streaming 0.15.3 agent
+tops out at ~7k records/s here, whatever it does per record; this loop's
+ceiling is the core's own (see BENCHMARKS.md).
+
+Each batch of records is one Kafka transaction (exactly-once, KIP-447):
+1. `consume` up to `BATCH_RECORDS` records of the partitions this worker owns;
+2. run each partition's records through the core in offset order, in memory
+   (an undecodable record goes to the DLQ), producing every window, late and
+   DLQ record inside the transaction;
+3. write, in the same transaction, to changelog partition p: every input of p
+   the batch changed (its last value) and p's position `{next_offset, watermark}`;
+4. add the consumer's next offsets to the transaction and commit it.
+
+Outputs, state and offsets are therefore committed together or not at all:
+read_committed consumers (librdkafka's default; billing's) see each window
+record exactly once, and a crash anywhere leaves the changelog at the state of
+the last committed batch, whose position says where to resume. An aborted
+batch (a rebalance fenced it, or the broker failed it) is forgotten: the owned
+partitions are restored from the changelog and sought back to their positions,
+so the batch runs again from the same state and produces the same records
+(read_uncommitted consumers see the aborted copies, byte-identical).
+
+State lives in memory and is rebuilt from the changelog partition on every
+assignment, so the data dir only holds a lock and the worker's stable
+`transactional.id`: a restart with the same data dir fences its predecessor at
+once instead of waiting out its transaction timeout. A WAL left by the Faust
+engine's crash is redone (`changelog.fold`), so a deployment can move from the
+Faust engine to this one with the same app id. Going back is not supported:
+Faust's recovery reads the changelog read_uncommitted and would apply aborted writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import signal
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from livewindows.settings import ConfigError, Settings
+from processor.changelog import (
+    Position,
+    StoredPartition,
+    changelog_topic,
+    encode_input,
+    fold,
+    input_key,
+    position_key,
+)
+from processor.codec import dead_letter_headers, decode, encode_late, encode_tick, encode_window
+from processor.counts import Counts
+from processor.windows import Config, InputState, LateEvent, PartitionState, WindowRecord, process
+from schemas.timestamps import format_ms
+
+__all__ = ["BATCH_RECORDS", "KafkaWorker", "transactional_id"]
+
+log = logging.getLogger("livewindows.worker")
+
+# A batch is what one consume() returns: up to this many records, or what came
+# within POLL_TIMEOUT_S. One transaction commit (a few ms) per batch.
+BATCH_RECORDS = 5000
+POLL_TIMEOUT_S = 0.05
+_TIMEOUT_S = 30.0  # transaction calls and metadata requests
+_STATS_INTERVAL_S = 30.0
+_RESTORE_PROGRESS_S = 5.0
+_TXN_ID_FILE = "transactional-id"
+
+
+class _TrackedInputs(dict[str, InputState]):
+    """A partition's inputs; remembers which keys the core wrote since the last batch."""
+
+    __slots__ = ("changed",)
+
+    def __init__(self, inputs: dict[str, InputState]) -> None:
+        super().__init__(inputs)
+        self.changed: set[str] = set()
+
+    def __setitem__(self, key: str, value: InputState) -> None:
+        self.changed.add(key)
+        super().__setitem__(key, value)
+
+
+@dataclass(slots=True)
+class _Partition:
+    state: PartitionState
+    inputs: _TrackedInputs
+    next_offset: int
+
+
+def transactional_id(data_dir: Path, app_id: str) -> str:
+    """This worker's stable `transactional.id`, kept in its data dir.
+
+    Stable across restarts, so `init_transactions` fences a crashed predecessor's
+    open transaction at once; distinct per data dir, so two workers never share one.
+    """
+    path = data_dir / _TXN_ID_FILE
+    try:
+        suffix = path.read_text().strip()
+    except FileNotFoundError:
+        suffix = ""
+    if not suffix:
+        suffix = secrets.token_hex(8)
+        path.write_text(suffix + "\n")
+    return f"{app_id}-{suffix}"
+
+
+class KafkaWorker:
+    """The consume → core → transaction loop, and the restore on each assignment."""
+
+    def __init__(self, settings: Settings, partitions: int, txn_id: str) -> None:
+        self._settings = settings
+        self._config = Config(settings.window_grace_ms, settings.reconnect_window_s)
+        self._events = settings.events_topic
+        self._changelog = changelog_topic(settings.processor_app_id)
+        self._partition_count = partitions
+        self._parts: dict[int, _Partition] = {}
+        self._stopping = False
+        self.counts = Counts()
+        bootstrap = settings.kafka_bootstrap_servers
+        quiet = {"logger": _library_logger()}
+        session_ms = settings.processor_session_timeout_ms
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": settings.processor_app_id,
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": session_ms,
+                "heartbeat.interval.ms": max(100, session_ms // 5),
+                "fetch.max.bytes": 52_428_800,
+                **quiet,
+            }
+        )
+        self._producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "transactional.id": txn_id,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+                "batch.size": 1_000_000,
+                "transaction.timeout.ms": 60_000,
+                **quiet,
+            }
+        )
+        # Ticks are input, not output: written outside the transactions, like webhooks.
+        self._ticker = Producer(
+            {"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all", **quiet}
+        )
+        self._restorer: Consumer | None = None
+
+    # ---- lifecycle ---------------------------------------------------------------
+
+    def run(self) -> None:
+        """Until SIGTERM/SIGINT; then the batch in progress is committed and the group left."""
+        self._ensure_changelog()
+        self._producer.init_transactions(_TIMEOUT_S)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._stop)
+        self._consumer.subscribe(
+            [self._events],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        tick_every = self._settings.tick_interval_ms / 1000
+        next_tick = next_stats = time.monotonic()
+        last_summary = ""
+        try:
+            while not self._stopping:
+                messages = self._consumer.consume(BATCH_RECORDS, POLL_TIMEOUT_S)
+                if messages:
+                    self._handle(messages)
+                now = time.monotonic()
+                if now >= next_tick:
+                    self._tick()
+                    next_tick = now + tick_every
+                self._ticker.poll(0)
+                if now >= next_stats:
+                    last_summary = self._log_counts(last_summary)
+                    next_stats = now + _STATS_INTERVAL_S
+        finally:
+            self._log_counts(last_summary)
+        self._consumer.close()
+        self._ticker.flush(5)
+        if self._restorer is not None:
+            self._restorer.close()
+
+    def _stop(self, signum: int, _frame: FrameType | None) -> None:
+        log.info("%s: stopping after the batch in progress", signal.Signals(signum).name)
+        self._stopping = True
+
+    def _log_counts(self, last: str) -> str:
+        summary = self.counts.summary()
+        if summary != last:
+            log.info("%s", summary)
+        return summary
+
+    # ---- the batch: core, outputs, state and offsets in one transaction ---------
+
+    def _handle(self, messages: list[Message]) -> None:
+        first: dict[int, int] = {}  # partition -> first offset of the batch
+        try:
+            for message in messages:
+                error = message.error()
+                if error is not None:
+                    self._consumer_error(error)
+                    continue
+                partition, offset = message.partition(), message.offset()
+                assert partition is not None and offset is not None
+                part = self._parts.get(partition)
+                if part is None or offset < part.next_offset:
+                    continue  # not ours any more, or done already
+                if not first:
+                    self._producer.begin_transaction()
+                if partition not in first:
+                    first[partition] = offset
+                self._run(part, message, offset)
+            if not first:
+                return
+            self._store(first)
+            self._commit(first)
+        except KafkaException as exc:
+            self._abandon(exc)
+            return
+        self.counts.batches += 1
+
+    def _run(self, part: _Partition, message: Message, offset: int) -> None:
+        self.counts.records += 1
+        try:
+            record = decode(message.key(), message.value())
+        except Exception as exc:  # any decoding failure is the record's fault, not ours
+            self._dead_letter(message, exc)
+        else:
+            part.state, outputs = process(part.state, record, self._config)
+            if outputs:
+                self._emit(outputs, _timestamp(message))
+        part.next_offset = offset + 1
+
+    def _emit(self, outputs: Iterable[object], timestamp: int) -> None:
+        """Every output into the transaction, stamped with the source record's time, so
+        a batch run again after an abort sends byte-identical records."""
+        counts, settings = self.counts, self._settings
+        for out in outputs:
+            if isinstance(out, WindowRecord):
+                key, value = encode_window(out)
+                topic = settings.windows_topic
+                if out.type == "window.opened":
+                    counts.opened += 1
+                else:
+                    counts.closed += 1
+            elif isinstance(out, LateEvent):
+                key, value = encode_late(out)
+                topic = settings.late_topic
+                counts.late += 1
+            else:
+                counts.duplicates += 1
+                continue
+            self._produce(topic, key, value, timestamp=timestamp)
+
+    def _store(self, first: dict[int, int]) -> None:
+        """Each batch partition's changed inputs, then its position, to its changelog partition."""
+        for partition in first:
+            part = self._parts[partition]
+            last = part.next_offset - 1
+            inputs = part.inputs
+            for key in inputs.changed:
+                value = encode_input(inputs[key], last)
+                self._produce(
+                    self._changelog, input_key(partition, key), value, partition=partition
+                )
+            inputs.changed.clear()
+            position = Position(part.next_offset, part.state.watermark_ms)
+            self._produce(
+                self._changelog, position_key(partition), position.encode(), partition=partition
+            )
+
+    def _commit(self, first: dict[int, int]) -> None:
+        offsets = [TopicPartition(self._events, p, self._parts[p].next_offset) for p in first]
+        producer = self._producer
+        producer.send_offsets_to_transaction(
+            offsets, self._consumer.consumer_group_metadata(), _TIMEOUT_S
+        )
+        while True:
+            try:
+                producer.commit_transaction(_TIMEOUT_S)
+                return
+            except KafkaException as exc:
+                if not exc.args[0].retriable():
+                    raise
+                log.warning("transaction commit failed, retrying: %s", exc.args[0].str())
+
+    def _abandon(self, exc: KafkaException) -> None:
+        """Abort the batch's transaction and rewind every owned partition to its stored state.
+
+        A fatal error (this producer was fenced by a newer one with its id) is raised:
+        the process ends, and a restart restores from the changelog.
+        """
+        error: KafkaError = exc.args[0]
+        if not error.txn_requires_abort():
+            raise exc
+        log.warning("transaction aborted (%s); rewinding to the stored state", error.str())
+        self._producer.abort_transaction(_TIMEOUT_S)
+        self.counts.aborts += 1
+        owned = sorted(self._parts)
+        self._parts.clear()
+        for partition, part in self._restore(owned).items():
+            self._parts[partition] = part
+            self._consumer.seek(TopicPartition(self._events, partition, part.next_offset))
+
+    def _produce(
+        self, topic: str, key: bytes | None, value: bytes, *, partition: int = -1, **kw: Any
+    ) -> None:
+        while True:
+            try:
+                self._producer.produce(topic, value=value, key=key, partition=partition, **kw)
+                return
+            except BufferError:  # the local queue is full: let librdkafka send some
+                self._producer.poll(0.05)
+
+    def _dead_letter(self, message: Message, exc: Exception) -> None:
+        self.counts.dead_letters += 1
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        assert topic is not None and partition is not None and offset is not None
+        headers = dead_letter_headers(exc, topic, partition, offset)
+        self._produce(
+            self._settings.dlq_topic,
+            message.key(),
+            message.value() or b"",
+            headers=headers,
+            timestamp=_timestamp(message),
+        )
+        log.warning(
+            "%s[%d]@%d is not a valid event or tick (%s: %s); sent to %s",
+            topic,
+            partition,
+            offset,
+            type(exc).__name__,
+            (str(exc) or repr(exc))[:200],
+            self._settings.dlq_topic,
+        )
+
+    def _consumer_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            raise KafkaException(error)
+        log.warning("consumer: %s", error.str())
+
+    def _tick(self) -> None:
+        """A tick to each events partition this worker owns: one clock per partition."""
+        if not self._parts:
+            return
+        key, value = encode_tick(int(time.time() * 1000))
+        for partition in sorted(self._parts):
+            try:
+                self._ticker.produce(
+                    self._events, value=value, key=key, partition=partition, on_delivery=_tick_sent
+                )
+            except BufferError:
+                log.warning("tick not written: the producer's queue is full")
+                return
+
+    # ---- assignment and restore ---------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        mine = sorted(tp.partition for tp in partitions)
+        log.info("assigned partitions %s of %s; recovering state", mine, self._events)
+        restored = self._restore(mine)
+        self._parts.update(restored)
+        for tp in partitions:
+            tp.offset = restored[tp.partition].next_offset
+        consumer.assign(partitions)
+        log.info("recovery done; processing partitions %s", mine)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self._parts.pop(tp.partition, None)
+        consumer.unassign()
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.warning(
+            "partitions %s lost (session timed out)", sorted(tp.partition for tp in partitions)
+        )
+        self._on_revoke(consumer, partitions)
+
+    def _restore(self, partitions: list[int]) -> dict[int, _Partition]:
+        """Each partition's state from its changelog partition, a pending WAL redone."""
+        stored = {
+            p: fold(p, records.items()) for p, records in self._read_changelog(partitions).items()
+        }
+        restored = {}
+        for partition in partitions:
+            restored[partition] = self._resume(partition, stored[partition])
+        return restored
+
+    def _resume(self, partition: int, stored: StoredPartition) -> _Partition:
+        if stored.redone is not None:
+            self._store_redo(partition, stored)
+        low, _high = self._consumer.get_watermark_offsets(
+            TopicPartition(self._events, partition), timeout=_TIMEOUT_S
+        )
+        position = stored.position
+        next_offset = low if position is None else position.next_offset
+        if next_offset < low:
+            log.error(
+                "partition %d: records %d to %d were deleted (retention) before they were "
+                "processed; windows they would have changed are missing",
+                partition,
+                next_offset,
+                low - 1,
+            )
+            next_offset = low
+        watermark_ms = None if position is None else position.watermark_ms
+        inputs = _TrackedInputs(stored.inputs)
+        state = PartitionState.restore(watermark_ms, inputs, self._config)
+        log.info(
+            "partition %d: state restored (next offset %s, watermark %s, %d inputs pending)",
+            partition,
+            next_offset,
+            "none" if watermark_ms is None else format_ms(watermark_ms),
+            state.pending(),
+        )
+        return _Partition(state, inputs, next_offset)
+
+    def _store_redo(self, partition: int, stored: StoredPartition) -> None:
+        """Write the changes of a WAL the Faust engine left unapplied, and its position."""
+        wal, position = stored.redone, stored.position
+        assert wal is not None and position is not None
+        self._producer.begin_transaction()
+        for key, value in wal.changes.items():
+            self._produce(self._changelog, input_key(partition, key), value, partition=partition)
+        self._produce(
+            self._changelog, position_key(partition), position.encode(), partition=partition
+        )
+        self._producer.commit_transaction(_TIMEOUT_S)
+        self.counts.redone += 1
+        log.info(
+            "partition %d: redid the write-ahead record of offsets %d to %d (%d inputs)",
+            partition,
+            wal.first_offset,
+            wal.next_offset - 1,
+            len(wal.changes),
+        )
+
+    def _read_changelog(self, partitions: list[int]) -> dict[int, dict[bytes, bytes | None]]:
+        """The last value of every key of each changelog partition, read_committed, to its end."""
+        latest: dict[int, dict[bytes, bytes | None]] = {p: {} for p in partitions}
+        if self._restorer is None:
+            self._restorer = Consumer(
+                {
+                    "bootstrap.servers": self._settings.kafka_bootstrap_servers,
+                    "group.id": f"{self._settings.processor_app_id}-restore",
+                    "isolation.level": "read_committed",
+                    "enable.auto.commit": False,
+                    "enable.partition.eof": True,
+                    "fetch.max.bytes": 52_428_800,
+                    "logger": _library_logger(),
+                }
+            )
+        restorer = self._restorer
+        ends: dict[int, int] = {}
+        for partition in partitions:
+            low, high = restorer.get_watermark_offsets(
+                TopicPartition(self._changelog, partition), timeout=_TIMEOUT_S
+            )
+            if high > low:
+                ends[partition] = high
+        if not ends:
+            return latest
+        restorer.assign([TopicPartition(self._changelog, p, OFFSET_BEGINNING) for p in ends])
+        records, began, progress_at = 0, time.monotonic(), time.monotonic() + _RESTORE_PROGRESS_S
+        while ends:
+            for message in restorer.consume(10_000, 0.5):
+                p = message.partition()
+                assert p is not None
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        ends.pop(p, None)
+                    elif error.fatal():
+                        raise KafkaException(error)
+                    continue
+                if p not in ends:
+                    continue
+                key = message.key()
+                if key is not None:
+                    latest[p][key] = message.value()
+                records += 1
+                at = message.offset()
+                if at is not None and at >= ends[p] - 1:
+                    del ends[p]
+            if time.monotonic() >= progress_at:
+                log.info(
+                    "restoring: %d changelog records read, %d partitions to go", records, len(ends)
+                )
+                progress_at += _RESTORE_PROGRESS_S
+        restorer.unassign()
+        log.debug("read %d changelog records in %.1f s", records, time.monotonic() - began)
+        return latest
+
+    def _ensure_changelog(self) -> None:
+        """Create the changelog topic (compacted, one partition per events partition) if missing."""
+        config: dict[str, Any] = {
+            "bootstrap.servers": self._settings.kafka_bootstrap_servers,
+            "logger": _library_logger(),
+        }
+        admin = AdminClient(config)
+        topics = admin.list_topics(timeout=_TIMEOUT_S).topics
+        existing = topics.get(self._changelog)
+        if existing is None:
+            new = NewTopic(
+                self._changelog,
+                num_partitions=self._partition_count,
+                replication_factor=self._settings.topic_replication,
+                config={"cleanup.policy": "compact"},
+            )
+            for future in admin.create_topics([new]).values():
+                try:
+                    future.result(_TIMEOUT_S)
+                except KafkaException as exc:
+                    if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                        raise
+        elif len(existing.partitions) != self._partition_count:
+            raise ConfigError(
+                f"changelog topic {self._changelog} has {len(existing.partitions)} partitions, "
+                f"the events topic {self._partition_count}: they must match"
+            )
+
+
+def _timestamp(message: Message) -> int:
+    """The source record's timestamp for its outputs (0, "now", only if it has none)."""
+    _kind, ms = message.timestamp()
+    return ms if ms > 0 else 0
+
+
+def _tick_sent(error: KafkaError | None, _message: Message) -> None:
+    if error is not None:
+        log.warning("tick not written: %s", error.str())
+
+
+def _library_logger() -> logging.Logger:
+    """librdkafka's own log lines (connection retries and the like), at WARNING and up."""
+    return logging.getLogger("livewindows.worker.librdkafka")
