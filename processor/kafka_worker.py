@@ -53,9 +53,9 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from livewindows.settings import ConfigError, Settings
+from livewindows.topics import ensure_topics
 from processor.changelog import (
     Position,
     StoredPartition,
@@ -82,6 +82,11 @@ _TIMEOUT_S = 30.0  # transaction calls and metadata requests
 _STATS_INTERVAL_S = 30.0
 _RESTORE_PROGRESS_S = 5.0
 _TXN_ID_FILE = "transactional-id"
+_NO_LEADER_YET = (
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+)
 
 
 class _TrackedInputs(dict[str, InputState]):
@@ -168,6 +173,7 @@ class KafkaWorker:
             {"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all", **quiet}
         )
         self._restorer: Consumer | None = None
+        self._failed: Exception | None = None  # raised in a rebalance callback
 
     # ---- lifecycle ---------------------------------------------------------------
 
@@ -189,6 +195,8 @@ class KafkaWorker:
         try:
             while not self._stopping:
                 messages = self._consumer.consume(BATCH_RECORDS, POLL_TIMEOUT_S)
+                if self._failed is not None:
+                    raise self._failed
                 if messages:
                     self._handle(messages)
                 now = time.monotonic()
@@ -382,6 +390,19 @@ class KafkaWorker:
     # ---- assignment and restore ---------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Restore each assigned partition's state, then start it at its stored position.
+
+        An error is kept for the loop to raise: raised from a librdkafka callback it
+        would come out of `consume()` with a mangled type. Without the assign below,
+        the client assigns at the committed offsets, and the loop skips the records
+        of partitions that have no state.
+        """
+        try:
+            self._assign(consumer, partitions)
+        except Exception as exc:
+            self._failed = exc
+
+    def _assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         mine = sorted(tp.partition for tp in partitions)
         log.info("assigned partitions %s of %s; recovering state", mine, self._events)
         restored = self._restore(mine)
@@ -415,9 +436,7 @@ class KafkaWorker:
     def _resume(self, partition: int, stored: StoredPartition) -> _Partition:
         if stored.redone is not None:
             self._store_redo(partition, stored)
-        low, _high = self._consumer.get_watermark_offsets(
-            TopicPartition(self._events, partition), timeout=_TIMEOUT_S
-        )
+        low, _high = _watermarks(self._consumer, TopicPartition(self._events, partition))
         position = stored.position
         next_offset = low if position is None else position.next_offset
         if next_offset < low:
@@ -479,9 +498,7 @@ class KafkaWorker:
         restorer = self._restorer
         ends: dict[int, int] = {}
         for partition in partitions:
-            low, high = restorer.get_watermark_offsets(
-                TopicPartition(self._changelog, partition), timeout=_TIMEOUT_S
-            )
+            low, high = _watermarks(restorer, TopicPartition(self._changelog, partition))
             if high > low:
                 ends[partition] = high
         if not ends:
@@ -518,32 +535,40 @@ class KafkaWorker:
         return latest
 
     def _ensure_changelog(self) -> None:
-        """Create the changelog topic (compacted, one partition per events partition) if missing."""
-        config: dict[str, Any] = {
-            "bootstrap.servers": self._settings.kafka_bootstrap_servers,
-            "logger": _library_logger(),
-        }
-        admin = AdminClient(config)
-        topics = admin.list_topics(timeout=_TIMEOUT_S).topics
-        existing = topics.get(self._changelog)
-        if existing is None:
-            new = NewTopic(
-                self._changelog,
-                num_partitions=self._partition_count,
-                replication_factor=self._settings.topic_replication,
-                config={"cleanup.policy": "compact"},
-            )
-            for future in admin.create_topics([new]).values():
-                try:
-                    future.result(_TIMEOUT_S)
-                except KafkaException as exc:
-                    if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                        raise
-        elif len(existing.partitions) != self._partition_count:
+        """Create the changelog topic (compacted, one partition per events partition) if
+        missing, and wait for its leaders; refuse one whose partition count differs."""
+        settings = self._settings
+        ensure_topics(
+            settings.kafka_bootstrap_servers,
+            [self._changelog],
+            self._partition_count,
+            settings.topic_replication,
+            {"cleanup.policy": "compact"},
+        )
+        topic = self._consumer.list_topics(self._changelog, timeout=_TIMEOUT_S).topics[
+            self._changelog
+        ]
+        if len(topic.partitions) != self._partition_count:
             raise ConfigError(
-                f"changelog topic {self._changelog} has {len(existing.partitions)} partitions, "
+                f"changelog topic {self._changelog} has {len(topic.partitions)} partitions, "
                 f"the events topic {self._partition_count}: they must match"
             )
+
+
+def _watermarks(client: Consumer, tp: TopicPartition) -> tuple[int, int]:
+    """(low, high) offsets of `tp`, retried while a leader is being elected (a new topic)."""
+    deadline = time.monotonic() + _TIMEOUT_S
+    while True:
+        try:
+            low, high = client.get_watermark_offsets(tp, timeout=_TIMEOUT_S)
+            return int(low), int(high)
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if time.monotonic() > deadline or not (
+                error.retriable() or error.code() in _NO_LEADER_YET
+            ):
+                raise
+            time.sleep(0.2)
 
 
 def _timestamp(message: Message) -> int:
