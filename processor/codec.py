@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from processor.windows import Event, LateEvent, Record, Tick, WindowRecord
+from processor.windows import Event, LateEvent, Output, Record, Tick, WindowRecord
 from schemas.records import TICK_KEY, TICK_SCHEMA, Kind, Provider
 from schemas.timestamps import InvalidTimestamp, format_ms, parse_ms
 
@@ -22,6 +22,7 @@ __all__ = [
     "dead_letter_headers",
     "decode",
     "encode_late",
+    "encode_output",
     "encode_tick",
     "encode_window",
 ]
@@ -99,6 +100,16 @@ def _describe(exc: ValidationError) -> str:
 
 def encode_window(window: WindowRecord) -> tuple[bytes, bytes]:
     return window.key.encode(), orjson.dumps(window.to_dict())
+
+
+def encode_output(out: Output) -> tuple[str, bytes, bytes] | None:
+    """(destination, key, value) of a core output, the destination `"windows"` or
+    `"late"`; None for a duplicate, which is counted, never written."""
+    if isinstance(out, WindowRecord):
+        return ("windows", *encode_window(out))
+    if isinstance(out, LateEvent):
+        return ("late", *encode_late(out))
+    return None
 
 
 def encode_late(late: LateEvent) -> tuple[bytes, bytes]:

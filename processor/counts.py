@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from processor.windows import LateEvent, Output, WindowRecord
+
 __all__ = ["Counts"]
 
 
@@ -19,6 +21,18 @@ class Counts:
     redone: int = 0  # WALs a crash left unapplied, applied on restore
     rewinds: int = 0  # times Faust skipped records and the partition was sought back
     aborts: int = 0  # transactions aborted (kafka engine): the batch runs again
+
+    def tally(self, out: Output) -> None:
+        """Count one output of the core."""
+        if isinstance(out, WindowRecord):
+            if out.type == "window.opened":
+                self.opened += 1
+            else:
+                self.closed += 1
+        elif isinstance(out, LateEvent):
+            self.late += 1
+        else:
+            self.duplicates += 1
 
     def summary(self) -> str:
         return (

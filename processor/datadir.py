@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import fcntl
 import os
+import secrets
 import shutil
 from pathlib import Path
 
-__all__ = ["DataDirInUse", "mark_clean", "open_data_dir", "tables_dir"]
+__all__ = ["DataDirInUse", "mark_clean", "open_data_dir", "tables_dir", "transactional_id"]
 
 _CLEAN = "clean-shutdown"
 _LOCK = "lock"
+_TXN_ID = "transactional-id"
 
 
 class DataDirInUse(RuntimeError):
@@ -60,3 +62,20 @@ def open_data_dir(data_dir: Path) -> bool:
 def mark_clean(data_dir: Path) -> None:
     """Record that every local table write is also in the changelog."""
     (data_dir / _CLEAN).touch()
+
+
+def transactional_id(data_dir: Path, app_id: str) -> str:
+    """The kafka engine's `transactional.id`, kept in the data dir.
+
+    Stable across restarts, so `init_transactions` fences a crashed predecessor's
+    open transaction at once; distinct per data dir, so two workers never share one.
+    """
+    path = data_dir / _TXN_ID
+    try:
+        suffix = path.read_text().strip()
+    except FileNotFoundError:
+        suffix = ""
+    if not suffix:
+        suffix = secrets.token_hex(8)
+        path.write_text(suffix + "\n")
+    return f"{app_id}-{suffix}"

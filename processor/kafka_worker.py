@@ -35,12 +35,10 @@ Faust's recovery reads the changelog read_uncommitted and would apply aborted wr
 from __future__ import annotations
 
 import logging
-import secrets
 import signal
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -65,12 +63,12 @@ from processor.changelog import (
     input_key,
     position_key,
 )
-from processor.codec import dead_letter_headers, decode, encode_late, encode_tick, encode_window
+from processor.codec import dead_letter_headers, decode, encode_output, encode_tick
 from processor.counts import Counts
-from processor.windows import Config, InputState, LateEvent, PartitionState, WindowRecord, process
+from processor.windows import Config, InputState, Output, PartitionState, process
 from schemas.timestamps import format_ms
 
-__all__ = ["BATCH_RECORDS", "KafkaWorker", "transactional_id"]
+__all__ = ["BATCH_RECORDS", "KafkaWorker"]
 
 log = logging.getLogger("livewindows.worker")
 
@@ -81,7 +79,6 @@ POLL_TIMEOUT_S = 0.05
 _TIMEOUT_S = 30.0  # transaction calls and metadata requests
 _STATS_INTERVAL_S = 30.0
 _RESTORE_PROGRESS_S = 5.0
-_TXN_ID_FILE = "transactional-id"
 _NO_LEADER_YET = (
     KafkaError.NOT_LEADER_FOR_PARTITION,
     KafkaError.LEADER_NOT_AVAILABLE,
@@ -110,23 +107,6 @@ class _Partition:
     next_offset: int
 
 
-def transactional_id(data_dir: Path, app_id: str) -> str:
-    """This worker's stable `transactional.id`, kept in its data dir.
-
-    Stable across restarts, so `init_transactions` fences a crashed predecessor's
-    open transaction at once; distinct per data dir, so two workers never share one.
-    """
-    path = data_dir / _TXN_ID_FILE
-    try:
-        suffix = path.read_text().strip()
-    except FileNotFoundError:
-        suffix = ""
-    if not suffix:
-        suffix = secrets.token_hex(8)
-        path.write_text(suffix + "\n")
-    return f"{app_id}-{suffix}"
-
-
 class KafkaWorker:
     """The consume → core → transaction loop, and the restore on each assignment."""
 
@@ -135,6 +115,7 @@ class KafkaWorker:
         self._config = Config(settings.window_grace_ms, settings.reconnect_window_s)
         self._events = settings.events_topic
         self._changelog = changelog_topic(settings.processor_app_id)
+        self._topics = {"windows": settings.windows_topic, "late": settings.late_topic}
         self._partition_count = partitions
         self._parts: dict[int, _Partition] = {}
         self._stopping = False
@@ -265,26 +246,16 @@ class KafkaWorker:
                 self._emit(outputs, _timestamp(message))
         part.next_offset = offset + 1
 
-    def _emit(self, outputs: Iterable[object], timestamp: int) -> None:
+    def _emit(self, outputs: Iterable[Output], timestamp: int) -> None:
         """Every output into the transaction, stamped with the source record's time, so
         a batch run again after an abort sends byte-identical records."""
-        counts, settings = self.counts, self._settings
+        counts, topics = self.counts, self._topics
         for out in outputs:
-            if isinstance(out, WindowRecord):
-                key, value = encode_window(out)
-                topic = settings.windows_topic
-                if out.type == "window.opened":
-                    counts.opened += 1
-                else:
-                    counts.closed += 1
-            elif isinstance(out, LateEvent):
-                key, value = encode_late(out)
-                topic = settings.late_topic
-                counts.late += 1
-            else:
-                counts.duplicates += 1
-                continue
-            self._produce(topic, key, value, timestamp=timestamp)
+            counts.tally(out)
+            encoded = encode_output(out)
+            if encoded is not None:  # None: a duplicate, counted and dropped
+                destination, key, value = encoded
+                self._produce(topics[destination], key, value, timestamp=timestamp)
 
     def _store(self, first: dict[int, int]) -> None:
         """Each batch partition's changed inputs, then its position, to its changelog partition."""

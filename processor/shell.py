@@ -23,7 +23,7 @@ from typing import cast
 from faust.streams import _current_event
 from faust.types import TP, AppT, EventT, Message, RecordMetadata, TopicT
 
-from processor.codec import dead_letter_headers, decode, encode_late, encode_window
+from processor.codec import dead_letter_headers, decode, encode_output
 from processor.counts import Counts
 from processor.tables import (
     PartitionInputs,
@@ -35,10 +35,8 @@ from processor.tables import (
 )
 from processor.windows import (
     Config,
-    LateEvent,
     PartitionState,
     Record,
-    WindowRecord,
     process,
 )
 from schemas.timestamps import format_ms
@@ -242,21 +240,12 @@ class Shell:
         part.state, outputs = process(part.state, record, self._config)
         counts = self.counts
         for out in outputs:
-            if isinstance(out, WindowRecord):
-                key, value = encode_window(out)
-                topic = self._windows
-                if out.type == "window.opened":
-                    counts.opened += 1
-                else:
-                    counts.closed += 1
-            elif isinstance(out, LateEvent):
-                key, value = encode_late(out)
-                topic = self._late
-                counts.late += 1
-            else:
-                counts.duplicates += 1
-                log.debug("duplicate event %s of %s dropped", out.event.event_id, out.event.key)
-                continue
+            counts.tally(out)
+            encoded = encode_output(out)
+            if encoded is None:
+                continue  # a duplicate: counted, dropped
+            destination, key, value = encoded
+            topic = self._windows if destination == "windows" else self._late
             sent.append(await topic.send(key=key, value=value, timestamp=timestamp, force=True))
 
     async def _store(self, batches: list[_Batch]) -> None:

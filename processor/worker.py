@@ -20,7 +20,7 @@ from confluent_kafka.admin import AdminClient
 
 from livewindows.settings import ConfigError, Settings
 from processor.app import FATAL_EXIT_CODE, create_app
-from processor.datadir import DataDirInUse, mark_clean, open_data_dir
+from processor.datadir import DataDirInUse, mark_clean, open_data_dir, transactional_id
 
 __all__ = ["DEFAULT_DATA_DIR", "worker_command"]
 
@@ -35,12 +35,15 @@ class KafkaUnavailable(Exception):
 
 def worker_command(args: argparse.Namespace, settings: Settings) -> int:
     data_dir = Path(args.data_dir or DEFAULT_DATA_DIR).resolve()
+    engine = getattr(args, "engine", None) or settings.processor_engine
     _configure_logging()
-    if (getattr(args, "engine", None) or settings.processor_engine) == "kafka":
-        return _run_kafka_engine(settings, data_dir)
     try:
         partitions = events_partitions(settings)
-        app = create_app(settings, data_dir, partitions=partitions)
+        if engine == "kafka":
+            open_data_dir(data_dir)
+            txn_id = transactional_id(data_dir, settings.processor_app_id)
+        else:
+            app = create_app(settings, data_dir, partitions=partitions)
     except KafkaUnavailable as exc:
         print(f"livewindows worker: {exc}", file=sys.stderr)
         return 1
@@ -48,6 +51,8 @@ def worker_command(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError(str(exc)) from None
     except OSError as exc:
         raise ConfigError(f"cannot use data dir {data_dir}: {exc.strerror or exc}") from None
+    if engine == "kafka":
+        return _run_kafka_engine(settings, partitions, txn_id, data_dir)
     worker = faust.Worker(app, quiet=True, override_logging=False, redirect_stdouts=False)
     worker.spinner = None  # a terminal progress spinner: noise in a service's output
     try:
@@ -57,21 +62,10 @@ def worker_command(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _run_kafka_engine(settings: Settings, data_dir: Path) -> int:
+def _run_kafka_engine(settings: Settings, partitions: int, txn_id: str, data_dir: Path) -> int:
     """The confluent-kafka engine (`processor.kafka_worker`); exit 70 on a fatal error."""
-    from processor.kafka_worker import KafkaWorker, transactional_id
+    from processor.kafka_worker import KafkaWorker
 
-    try:
-        partitions = events_partitions(settings)
-        open_data_dir(data_dir)
-        txn_id = transactional_id(data_dir, settings.processor_app_id)
-    except KafkaUnavailable as exc:
-        print(f"livewindows worker: {exc}", file=sys.stderr)
-        return 1
-    except DataDirInUse as exc:
-        raise ConfigError(str(exc)) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot use data dir {data_dir}: {exc.strerror or exc}") from None
     log.info("engine kafka: transactional.id %s", txn_id)
     try:
         KafkaWorker(settings, partitions, txn_id).run()

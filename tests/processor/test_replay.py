@@ -5,18 +5,22 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections import defaultdict
 from collections.abc import Callable
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from livewindows.settings import Settings
-from processor.replay import StartAt, run_replay
+from processor.replay import ReplayFailed, ReplaySummary, StartAt, run_replay
+from processor.replay_jobs import run_jobs, split_partitions
 from processor.windows import Config
 from tests.kafkakit import (
     by_identity,
     core_windows,
     event_value,
     produce,
+    read_all,
     tick_value,
     window_records,
 )
@@ -111,6 +115,90 @@ def test_replay_from_a_timestamp_after_the_end_writes_nothing(
     assert window_records(kafka_bootstrap, output) == []
 
 
+def _by_key(bootstrap: str, topic: str) -> dict[bytes | None, list[bytes | None]]:
+    """Each output key's record values, in offset order (a key is in one partition)."""
+    records: dict[bytes | None, list[bytes | None]] = defaultdict(list)
+    for record in read_all(bootstrap, topic):
+        records[record.key].append(record.value)
+    return dict(records)
+
+
+@pytest.mark.timeout(180)
+def test_parallel_replay_equals_the_one_process_replay_per_key(
+    kafka_bootstrap: str, make_topics: Callable[..., list[str]]
+) -> None:
+    events, alone, parallel = make_topics("events", "replay-1", "replay-2", partitions=5)
+    history = _history()
+    # More inputs than partitions, several windows per key: order within a key matters.
+    for n in range(12, 40):
+        base = T0 + 30_000 + n * 10
+        name = f"in{n}"
+        for step in range(4):
+            history.append(
+                event_value(f"{name}-{step}", "disconnected", base + step * 600, input_id=name)
+            )
+            history.append(
+                event_value(f"{name}-{step}c", "connected", base + step * 600 + 300, input_id=name)
+            )
+    history.append(tick_value(T0 + 60_000))
+    produce(kafka_bootstrap, events, history)
+    settings = _settings(kafka_bootstrap, events)
+
+    one = run_replay(settings, StartAt(), alone, jobs=1)
+    two = run_replay(settings, StartAt(), parallel, jobs=2)
+
+    assert (one.jobs, two.jobs) == (1, 2)
+    counts = ("records", "windows", "late", "duplicates", "undecodable")
+    assert [getattr(two, c) for c in counts] == [getattr(one, c) for c in counts]
+    assert two.partitions == one.partitions
+    expected = _by_key(kafka_bootstrap, alone)
+    assert len(expected) == 40 and sum(map(len, expected.values())) == one.windows
+    assert _by_key(kafka_bootstrap, parallel) == expected
+
+
+@pytest.mark.timeout(120)
+def test_a_failing_job_fails_the_replay_with_one_line(
+    kafka_bootstrap: str, make_topics: Callable[..., list[str]]
+) -> None:
+    (events,) = make_topics("events", partitions=2)
+    produce(kafka_bootstrap, events, _history())
+    settings = _settings(kafka_bootstrap, events)
+    ends = {p: high for p, (_low, high) in _watermarks(kafka_bootstrap, events).items()}
+    # The broker refuses this topic name: each job fails on its first window record.
+    with pytest.raises(ReplayFailed) as failed:
+        run_jobs(
+            settings,
+            "not a topic",
+            {p: (0, end) for p, end in ends.items()},
+            ReplaySummary(jobs=2),
+            None,
+        )
+    message = str(failed.value)
+    assert "failed: Kafka error:" in message and "Invalid topic" in message
+    assert "\n" not in message
+
+
+def _watermarks(bootstrap: str, topic: str) -> dict[int, tuple[int, int]]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "test-replay"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            for p in partitions
+        }
+    finally:
+        consumer.close()
+
+
+def test_partitions_are_split_into_balanced_groups() -> None:
+    ranges = {0: (0, 100), 1: (0, 10), 2: (50, 100), 3: (0, 90), 4: (0, 5)}
+    groups = split_partitions(ranges, 2)
+    # Largest first, to the lighter group: {0, 1, 4} (115 offsets), {2, 3} (140).
+    assert groups == [((0, 0, 100), (1, 0, 10), (4, 0, 5)), ((2, 50, 100), (3, 0, 90))]
+    assert split_partitions(ranges, 1) == [tuple((p, *r) for p, r in sorted(ranges.items()))]
+    assert len(split_partitions({0: (0, 1)}, 3)) == 1
+
+
 def _cli(bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
     return subprocess.run(
@@ -180,6 +268,12 @@ def test_replay_of_a_missing_events_topic_is_a_clear_error(kafka_bootstrap: str)
     )
     assert done.returncode == 2
     assert "does not exist" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_replay_needs_at_least_one_job() -> None:
+    done = _cli("127.0.0.1:1", "replay", "--from-beginning", "--output-topic", "x", "--jobs", "0")
+    assert done.returncode == 2 and "--jobs must be >= 1" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_replay_needs_exactly_one_starting_point() -> None:
