@@ -36,8 +36,9 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
@@ -77,6 +78,7 @@ log = logging.getLogger("livewindows.worker")
 BATCH_RECORDS = 5000
 POLL_TIMEOUT_S = 0.05
 _TIMEOUT_S = 30.0  # transaction calls and metadata requests
+_WAIT_S = 1.0  # one wait of a retried transaction call
 _STATS_INTERVAL_S = 30.0
 _RESTORE_PROGRESS_S = 5.0
 _NO_LEADER_YET = (
@@ -84,6 +86,10 @@ _NO_LEADER_YET = (
     KafkaError.LEADER_NOT_AVAILABLE,
     KafkaError.UNKNOWN_TOPIC_OR_PART,
 )
+
+
+class _StopUncommitted(Exception):
+    """Asked to stop while Kafka could not take the batch in progress: leave it uncommitted."""
 
 
 class _TrackedInputs(dict[str, InputState]):
@@ -158,8 +164,13 @@ class KafkaWorker:
 
     # ---- lifecycle ---------------------------------------------------------------
 
-    def run(self) -> None:
-        """Until SIGTERM/SIGINT; then the batch in progress is committed and the group left."""
+    def run(self) -> bool:
+        """Until SIGTERM/SIGINT; then the batch in progress is committed and the group left.
+
+        Returns False if Kafka could not take that last commit: the batch is left
+        uncommitted (it runs again on restart) and the Kafka clients may be stuck, so
+        the caller should end the process without waiting for them.
+        """
         self._ensure_changelog()
         self._producer.init_transactions(_TIMEOUT_S)
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -170,6 +181,21 @@ class KafkaWorker:
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
+        try:
+            self._loop()
+        except _StopUncommitted as exc:
+            log.warning(
+                "stopped with the batch in progress not committed (%s); it runs again on restart",
+                exc,
+            )
+            return False
+        self._consumer.close()
+        self._ticker.flush(5)
+        if self._restorer is not None:
+            self._restorer.close()
+        return True
+
+    def _loop(self) -> None:
         tick_every = self._settings.tick_interval_ms / 1000
         next_tick = next_stats = time.monotonic()
         last_summary = ""
@@ -190,10 +216,6 @@ class KafkaWorker:
                     next_stats = now + _STATS_INTERVAL_S
         finally:
             self._log_counts(last_summary)
-        self._consumer.close()
-        self._ticker.flush(5)
-        if self._restorer is not None:
-            self._restorer.close()
 
     def _stop(self, signum: int, _frame: FrameType | None) -> None:
         log.info("%s: stopping after the batch in progress", signal.Signals(signum).name)
@@ -276,18 +298,51 @@ class KafkaWorker:
 
     def _commit(self, first: dict[int, int]) -> None:
         offsets = [TopicPartition(self._events, p, self._parts[p].next_offset) for p in first]
-        producer = self._producer
-        producer.send_offsets_to_transaction(
-            offsets, self._consumer.consumer_group_metadata(), _TIMEOUT_S
-        )
+        producer, group = self._producer, self._consumer.consumer_group_metadata()
+        self._retrying(lambda t: producer.send_offsets_to_transaction(offsets, group, t))
+        self._retrying(producer.commit_transaction)
+
+    def _retrying(self, call: Callable[[float], object]) -> None:
+        """`call(timeout)` until it succeeds; a retriable failure (a broker outage) is retried."""
+        warned_at = time.monotonic()
         while True:
             try:
-                producer.commit_transaction(_TIMEOUT_S)
+                self._interruptible(lambda: call(_TIMEOUT_S))
                 return
             except KafkaException as exc:
-                if not exc.args[0].retriable():
+                error: KafkaError = exc.args[0]
+                if not error.retriable():
                     raise
-                log.warning("transaction commit failed, retrying: %s", exc.args[0].str())
+                if self._stopping:
+                    raise _StopUncommitted(error.str()) from None
+                if time.monotonic() - warned_at >= _TIMEOUT_S:
+                    log.warning("transaction not committed yet, retrying: %s", error.str())
+                    warned_at = time.monotonic()
+
+    def _interruptible(self, call: Callable[[], object]) -> None:
+        """Run a transaction call in a daemon thread and wait for it in slices.
+
+        librdkafka's transaction calls block in C, past their timeout while the
+        coordinator is unreachable (60 s here), and Python runs signal handlers only
+        between bytecodes: waiting here keeps a SIGTERM effective during an outage.
+        """
+        done = threading.Event()
+        failed: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                call()
+            except BaseException as exc:
+                failed.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name="kafka-transaction", daemon=True).start()
+        while not done.wait(0.2):
+            if self._stopping:
+                raise _StopUncommitted("Kafka did not answer")
+        if failed:
+            raise failed[0]
 
     def _abandon(self, exc: KafkaException) -> None:
         """Abort the batch's transaction and rewind every owned partition to its stored state.
@@ -299,7 +354,7 @@ class KafkaWorker:
         if not error.txn_requires_abort():
             raise exc
         log.warning("transaction aborted (%s); rewinding to the stored state", error.str())
-        self._producer.abort_transaction(_TIMEOUT_S)
+        self._interruptible(lambda: self._producer.abort_transaction(_TIMEOUT_S))
         self.counts.aborts += 1
         owned = sorted(self._parts)
         self._parts.clear()
@@ -315,6 +370,8 @@ class KafkaWorker:
                 self._producer.produce(topic, value=value, key=key, partition=partition, **kw)
                 return
             except BufferError:  # the local queue is full: let librdkafka send some
+                if self._stopping:
+                    raise _StopUncommitted("the producer's queue is full") from None
                 self._producer.poll(0.05)
 
     def _dead_letter(self, message: Message, exc: Exception) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -68,12 +69,16 @@ def _run_kafka_engine(settings: Settings, partitions: int, txn_id: str, data_dir
 
     log.info("engine kafka: transactional.id %s", txn_id)
     try:
-        KafkaWorker(settings, partitions, txn_id).run()
+        clean = KafkaWorker(settings, partitions, txn_id).run()
     except ConfigError:
         raise
     except Exception as exc:
         log.critical("fatal error, stopping: %r", exc, exc_info=exc)
         return FATAL_EXIT_CODE
+    if not clean:  # Kafka is unreachable: its clients would hold the exit up
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(0)
     mark_clean(data_dir)
     return 0
 

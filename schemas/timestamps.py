@@ -110,7 +110,7 @@ def format_ms(ms: int) -> str:
 
 
 def _second_texts() -> list[str]:
-    """"SS.mmmZ" for each millisecond of a minute (built on first use: 60,000 strings)."""
+    """ "SS.mmmZ" for each millisecond of a minute (built on first use: 60,000 strings)."""
     if not _SECOND_TEXTS:
         _SECOND_TEXTS.extend(f"{s:02d}.{m:03d}Z" for s in range(60) for m in range(1000))
     return _SECOND_TEXTS

@@ -26,6 +26,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from livewindows.kafka.launcher import KafkaCluster, free_ports
+from livewindows.topics import ensure_topics
 from processor.changelog import fold
 from processor.codec import decode, encode_window
 from processor.tables import (
@@ -436,6 +438,45 @@ def test_two_workers_in_one_group_write_what_one_would(
     assert len(expected) == RECORDS_PER_INPUT * 24
     assert re.search(r"recovery done; processing partitions \[\d", second.output)
     assert "state restored" in first.output and "state restored" in second.output
+
+
+@pytest.mark.timeout(240)
+def test_kafka_engine_stops_on_sigterm_while_kafka_is_down(tmp_path: Path) -> None:
+    """An outage must not make a worker unstoppable: the batch it cannot commit is left
+    uncommitted (it runs again after a restart) and the process exits."""
+    ports = free_ports(2)
+    with KafkaCluster(ports[:1], controller_ports=ports[1:]) as cluster:
+        bootstrap = cluster.bootstrap
+        names = [f"{kind}-{uuid.uuid4().hex[:8]}" for kind in ("events", "windows", "late", "dlq")]
+        ensure_topics(bootstrap, names, 1, 1)
+        topics = Topics(*names)
+        produce(bootstrap, topics.events, _scenario(range(3), int(time.time() * 1000)))
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "EVENTS_TOPIC": topics.events,
+            "WINDOWS_TOPIC": topics.windows,
+            "LATE_TOPIC": topics.late,
+            "DLQ_TOPIC": topics.dlq,
+            "WINDOW_GRACE_MS": str(GRACE_MS),
+            "RECONNECT_WINDOW_S": str(RW_S),
+            "TICK_INTERVAL_MS": str(TICK_MS),
+            "PROCESSOR_APP_ID": _app_id(),
+            "PROCESSOR_ENGINE": "kafka",
+        }
+        worker = Worker(env, tmp_path / "data", tmp_path / "worker.log")
+        try:
+            wait_until(lambda: _identities(bootstrap, topics.windows), 60, "a first window")
+            cluster.stop_node(0)
+            time.sleep(2)  # the worker keeps ticking and committing into the outage
+            began = time.monotonic()
+            assert worker.stop(timeout_s=60) == 0
+            assert time.monotonic() - began < 45
+            assert "Traceback" not in worker.output
+        finally:
+            if worker.proc.poll() is None:
+                worker.kill()
+            print(worker.output)
 
 
 def test_worker_reports_an_unreachable_kafka_in_one_line(tmp_path: Path) -> None:
