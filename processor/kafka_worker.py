@@ -34,6 +34,7 @@ Faust's recovery reads the changelog read_uncommitted and would apply aborted wr
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import threading
@@ -231,6 +232,7 @@ class KafkaWorker:
 
     def _handle(self, messages: list[Message]) -> None:
         first: dict[int, int] = {}  # partition -> first offset of the batch
+        counted = dataclasses.replace(self.counts)  # an aborted batch counts nothing
         try:
             for message in messages:
                 error = message.error()
@@ -252,6 +254,7 @@ class KafkaWorker:
             self._store(first)
             self._commit(first)
         except KafkaException as exc:
+            self.counts = counted
             self._abandon(exc)
             return
         self.counts.batches += 1
