@@ -26,6 +26,7 @@ import orjson
 
 from processor.codec import encode_tick
 from producer.normalize import derived_event_id
+from producer.test_events import cloudflare_document
 from schemas.timestamps import format_ms
 
 # Simulated time starts here (fixed, so a dataset is the same bytes on every run).
@@ -225,19 +226,8 @@ def _event_value(p: _Planned, provider: str, input_id: str) -> bytes:
 
 
 def _cloudflare_payload(input_id: str, event_type: str, at_ms: int) -> dict[str, Any]:
-    updated_at = f"{format_ms(at_ms)[:-1]}{(at_ms * 104_729) % 1_000_000:06d}Z"
-    return {
-        "name": "Live input notification",
-        "text": f"Notification type: Stream Live Input\nInput ID: {input_id}\n"
-        f"Event type: {event_type}\nUpdated at: {updated_at}",
-        "data": {
-            "notification_name": "Stream Live Input",
-            "input_id": input_id,
-            "event_type": event_type,
-            "updated_at": updated_at,
-        },
-        "ts": at_ms // 1000,
-    }
+    nanos = (at_ms * 104_729) % 1_000_000
+    return cloudflare_document(input_id, event_type, at_ms, nanos, "Live input notification")
 
 
 _FASTPIX_ENV = {"name": "production", "id": str(uuid.uuid5(uuid.NAMESPACE_URL, "env"))}

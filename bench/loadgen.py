@@ -283,6 +283,20 @@ async def _raw(spec: LoadSpec, requests: list[Request]) -> dict[str, Any]:
     return result
 
 
+async def _post(session: Any, base_url: str, request: Request) -> str:
+    """One request with the aiohttp client: its status, or the name of the error."""
+    import aiohttp
+
+    try:
+        async with session.post(
+            base_url + request.path, data=request.body, headers=request.headers
+        ) as response:
+            await response.read()
+            return str(response.status)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return type(exc).__name__
+
+
 async def _open_loop(spec: LoadSpec, requests: list[Request]) -> dict[str, Any]:
     import aiohttp
 
@@ -300,14 +314,7 @@ async def _open_loop(spec: LoadSpec, requests: list[Request]) -> dict[str, Any]:
 
         async def one(request: Request, scheduled: float) -> None:
             nonlocal last_done
-            try:
-                async with session.post(
-                    spec.base_url + request.path, data=request.body, headers=request.headers
-                ) as response:
-                    await response.read()
-                    status = str(response.status)
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                status = type(exc).__name__
+            status = await _post(session, spec.base_url, request)
             done = loop.time()
             if scheduled - t0 >= counted_from:
                 statuses[status] = statuses.get(status, 0) + 1
@@ -357,14 +364,7 @@ async def _closed_loop(spec: LoadSpec, requests: list[Request]) -> dict[str, Any
                 request = requests[next_request % len(requests)]
                 next_request += 1
                 started = loop.time()
-                try:
-                    async with session.post(
-                        spec.base_url + request.path, data=request.body, headers=request.headers
-                    ) as response:
-                        await response.read()
-                        status = str(response.status)
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    status = type(exc).__name__
+                status = await _post(session, spec.base_url, request)
                 done = loop.time()
                 if started >= counted_from and done <= stop_at:
                     sent += 1

@@ -23,7 +23,7 @@ from livewindows.settings import ConfigError, Settings, secret_values
 from producer import auth
 from schemas.timestamps import format_ms
 
-__all__ = ["SampleRequest", "sample_requests", "send_command"]
+__all__ = ["SampleRequest", "cloudflare_document", "sample_requests", "send_command"]
 
 
 @dataclass(frozen=True)
@@ -88,25 +88,36 @@ def _first(name: str, values: tuple[str, ...]) -> str:
     return values[0]
 
 
+def cloudflare_document(
+    input_id: str,
+    event_type: str,
+    at_ms: int,
+    nanos: int,
+    name: str = "livewindows test notification",
+) -> dict[str, Any]:
+    """A Cloudflare Stream Live notification, its time with nanoseconds as Cloudflare sends it."""
+    updated_at = f"{format_ms(at_ms)[:-1]}{nanos:06d}Z"
+    return {
+        "name": name,
+        "text": f"Notification type: Stream Live Input\nInput ID: {input_id}\n"
+        f"Event type: {event_type}\nUpdated at: {updated_at}",
+        "data": {
+            "notification_name": "Stream Live Input",
+            "input_id": input_id,
+            "event_type": event_type,
+            "updated_at": updated_at,
+        },
+        "ts": at_ms // 1000,
+    }
+
+
 def _cloudflare(input_id: str, settings: Settings, start_ms: int) -> list[SampleRequest]:
     token = _first("VIDEO_EVENTS_TOKEN", secret_values(settings.video_events_token))
     secret = secret_values(settings.cf_webhook_secret)[:1] or (token,)
     requests = []
     for n, (offset_ms, event_type) in enumerate(_CLOUDFLARE):
         at_ms = start_ms + offset_ms
-        updated_at = f"{format_ms(at_ms)[:-1]}{(n * 104_729) % 1_000_000:06d}Z"  # nanoseconds
-        document = {
-            "name": "livewindows test notification",
-            "text": f"Notification type: Stream Live Input\nInput ID: {input_id}\n"
-            f"Event type: {event_type}\nUpdated at: {updated_at}",
-            "data": {
-                "notification_name": "Stream Live Input",
-                "input_id": input_id,
-                "event_type": event_type,
-                "updated_at": updated_at,
-            },
-            "ts": at_ms // 1000,
-        }
+        document = cloudflare_document(input_id, event_type, at_ms, (n * 104_729) % 1_000_000)
         headers = {"Content-Type": "application/json", "cf-webhook-auth": secret[0]}
         path = f"/api/v1/video/events/{token}"
         requests.append(SampleRequest(path, headers, orjson.dumps(document), event_type))

@@ -108,22 +108,7 @@ def start_worker(
     started: list[Worker] = []
 
     def start(topics: Topics, app_id: str, data_dir: Path) -> Worker:
-        env = {
-            **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-            "EVENTS_TOPIC": topics.events,
-            "WINDOWS_TOPIC": topics.windows,
-            "LATE_TOPIC": topics.late,
-            "DLQ_TOPIC": topics.dlq,
-            "WINDOW_GRACE_MS": str(GRACE_MS),
-            "RECONNECT_WINDOW_S": str(RW_S),
-            "TICK_INTERVAL_MS": str(TICK_MS),
-            "PROCESSOR_APP_ID": app_id,
-            "PROCESSOR_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
-            "PROCESSOR_ENGINE": engine,
-            # Wrong on purpose: the worker must use the topic's real partition count.
-            "TOPIC_PARTITIONS": "7",
-        }
+        env = _worker_env(kafka_bootstrap, topics, app_id, engine)
         worker = Worker(env, data_dir, tmp_path / f"worker-{len(started)}.log")
         started.append(worker)
         return worker
@@ -134,6 +119,25 @@ def start_worker(
             worker.kill()
     for worker in started:
         print(f"--- {worker.log_path.name} (exit {worker.proc.returncode})\n{worker.output}")
+
+
+def _worker_env(bootstrap: str, topics: Topics, app_id: str, engine: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "EVENTS_TOPIC": topics.events,
+        "WINDOWS_TOPIC": topics.windows,
+        "LATE_TOPIC": topics.late,
+        "DLQ_TOPIC": topics.dlq,
+        "WINDOW_GRACE_MS": str(GRACE_MS),
+        "RECONNECT_WINDOW_S": str(RW_S),
+        "TICK_INTERVAL_MS": str(TICK_MS),
+        "PROCESSOR_APP_ID": app_id,
+        "PROCESSOR_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS),
+        "PROCESSOR_ENGINE": engine,
+        # Wrong on purpose: the worker must use the topic's real partition count.
+        "TOPIC_PARTITIONS": "7",
+    }
 
 
 def _topics(make_topics: Callable[..., list[str]], partitions: int) -> Topics:
@@ -451,19 +455,7 @@ def test_kafka_engine_stops_on_sigterm_while_kafka_is_down(tmp_path: Path) -> No
         ensure_topics(bootstrap, names, 1, 1)
         topics = Topics(*names)
         produce(bootstrap, topics.events, _scenario(range(3), int(time.time() * 1000)))
-        env = {
-            **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            "EVENTS_TOPIC": topics.events,
-            "WINDOWS_TOPIC": topics.windows,
-            "LATE_TOPIC": topics.late,
-            "DLQ_TOPIC": topics.dlq,
-            "WINDOW_GRACE_MS": str(GRACE_MS),
-            "RECONNECT_WINDOW_S": str(RW_S),
-            "TICK_INTERVAL_MS": str(TICK_MS),
-            "PROCESSOR_APP_ID": _app_id(),
-            "PROCESSOR_ENGINE": "kafka",
-        }
+        env = _worker_env(bootstrap, topics, _app_id(), "kafka")
         worker = Worker(env, tmp_path / "data", tmp_path / "worker.log")
         try:
             wait_until(lambda: _identities(bootstrap, topics.windows), 60, "a first window")
