@@ -8,10 +8,11 @@ carried opaquely in `Event.value`), which keeps the hot path to one JSON parse.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NotRequired, cast
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+from typing_extensions import TypedDict
 
 from processor.windows import Event, LateEvent, Output, Record, Tick, WindowRecord
 from schemas.records import TICK_KEY, TICK_SCHEMA, Kind, Provider
@@ -34,27 +35,29 @@ class DecodeError(ValueError):
     """A record that is not a valid event or tick of the contract."""
 
 
-class _EventFields(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+# The fields are validated into plain dicts (TypedDicts): pydantic-core builds a
+# dict faster than a model instance, and decode only reads them once.
+class _EventFields(TypedDict):
+    __pydantic_config__ = ConfigDict(extra="ignore")  # type: ignore[misc]
 
-    schema_: Literal["livewindows/event/v1"] = Field(alias="schema")
-    event_id: str = Field(min_length=1)
+    schema: Literal["livewindows/event/v1"]
+    event_id: Annotated[str, Field(min_length=1)]
     provider: Provider
-    input_id: str = Field(min_length=1)
+    input_id: Annotated[str, Field(min_length=1)]
     kind: Kind
-    occurred_at: str = Field(pattern=_TIMESTAMP)
-    received_at: str = Field(pattern=_TIMESTAMP)
-    reconnect_window_s: int | None = Field(default=None, ge=0)
+    occurred_at: Annotated[str, Field(pattern=_TIMESTAMP)]
+    received_at: Annotated[str, Field(pattern=_TIMESTAMP)]
+    reconnect_window_s: NotRequired[Annotated[int | None, Field(ge=0)]]
 
 
-class _TickFields(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+class _TickFields(TypedDict):
+    __pydantic_config__ = ConfigDict(extra="ignore")  # type: ignore[misc]
 
-    schema_: Literal["livewindows/tick/v1"] = Field(alias="schema")
-    received_at: str = Field(pattern=_TIMESTAMP)
+    schema: Literal["livewindows/tick/v1"]
+    received_at: Annotated[str, Field(pattern=_TIMESTAMP)]
 
 
-_RecordFields = Annotated[_EventFields | _TickFields, Field(discriminator="schema_")]
+_RecordFields = Annotated[_EventFields | _TickFields, Field(discriminator="schema")]
 _RECORD: TypeAdapter[_EventFields | _TickFields] = TypeAdapter(_RecordFields)  # type: ignore[arg-type]
 # The adapter's core validator, called directly: TypeAdapter.validate_json's own
 # Python wrapper costs more than a tenth of a decode on the hot path.
@@ -70,21 +73,23 @@ def decode(key: bytes | None, value: bytes | None) -> Record:
     except ValidationError as exc:
         raise DecodeError(_describe(exc)) from None
     try:
-        if isinstance(fields, _TickFields):
-            return Tick(parse_ms(fields.received_at))
-        event_key = f"{fields.provider}:{fields.input_id}"
+        if fields["schema"] == TICK_SCHEMA:
+            return Tick(parse_ms(fields["received_at"]))
+        fields = cast(_EventFields, fields)  # the discriminator said so
+        provider, input_id = fields["provider"], fields["input_id"]
+        event_key = f"{provider}:{input_id}"
         if key is not None and key != event_key.encode():
             raise DecodeError(f"record key {key!r} is not {event_key!r}")
         return Event(
-            event_id=fields.event_id,
-            key=event_key,
-            provider=fields.provider,
-            input_id=fields.input_id,
-            kind=fields.kind,
-            occurred_ms=parse_ms(fields.occurred_at),
-            received_ms=parse_ms(fields.received_at),
-            reconnect_window_s=fields.reconnect_window_s,
-            value=value,
+            fields["event_id"],
+            event_key,
+            provider,
+            input_id,
+            fields["kind"],
+            parse_ms(fields["occurred_at"]),
+            parse_ms(fields["received_at"]),
+            fields.get("reconnect_window_s"),
+            value,
         )
     except InvalidTimestamp as exc:
         raise DecodeError(str(exc)) from None

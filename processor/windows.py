@@ -29,7 +29,7 @@ import hashlib
 import heapq
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from schemas.timestamps import format_ms
 
@@ -76,8 +76,13 @@ class Config:
             raise ValueError("reconnect_window_s must be >= 0")
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+# The values built once per record or window (Event, OpenWindow, WindowRecord) are
+# NamedTuples: immutable like a frozen dataclass, and about three times cheaper to
+# build (a frozen dataclass sets each field through object.__setattr__), which was
+# a tenth of the core's time. Code here never compares them with plain tuples.
+
+
+class Event(NamedTuple):
     """A canonical event as the core needs it; `value` is echoed to the late topic."""
 
     event_id: str
@@ -127,8 +132,7 @@ class Tick:
 Record = Event | Tick
 
 
-@dataclass(frozen=True, slots=True)
-class OpenWindow:
+class OpenWindow(NamedTuple):
     window_id: str
     provider: str
     input_id: str
@@ -144,8 +148,7 @@ class OpenWindow:
         return self.opened_ms + self.reconnect_window_ms
 
 
-@dataclass(frozen=True, slots=True)
-class WindowRecord:
+class WindowRecord(NamedTuple):
     """A `window.opened` or `window.closed` record (SPEC §4)."""
 
     type: Literal["window.opened", "window.closed"]
@@ -247,12 +250,15 @@ class InputState:
 class PartitionState:
     """One partition's watermark and inputs, plus an index of when each input is next due.
 
-    The index (a heap of `(deadline_ms, key)` with lazy deletion) is derived from
-    the inputs, so only `watermark_ms` and `inputs` need to be stored; `restore`
-    rebuilds the index after a restart.
+    The index is derived from the inputs, so only `watermark_ms` and `inputs` need
+    to be stored; `restore` rebuilds it after a restart. It is a heap of distinct
+    deadlines (plain ints, which compare several times faster than `(deadline,
+    key)` tuples: the pop was the core's costliest line) and, per deadline, the
+    keys scheduled then; `_due` holds each key's current deadline, so a key left
+    behind in an earlier bucket by a reschedule is skipped (lazy deletion).
     """
 
-    __slots__ = ("_agenda", "_due", "inputs", "watermark_ms")
+    __slots__ = ("_agenda", "_buckets", "_due", "inputs", "watermark_ms")
 
     def __init__(
         self,
@@ -261,7 +267,8 @@ class PartitionState:
     ) -> None:
         self.watermark_ms = watermark_ms
         self.inputs: MutableMapping[str, InputState] = {} if inputs is None else inputs
-        self._agenda: list[tuple[int, str]] = []
+        self._agenda: list[int] = []
+        self._buckets: dict[int, list[str]] = {}
         self._due: dict[str, int] = {}
 
     @classmethod
@@ -282,7 +289,12 @@ class PartitionState:
         current = self._due.get(key)
         if current is None or deadline_ms < current:
             self._due[key] = deadline_ms
-            heapq.heappush(self._agenda, (deadline_ms, key))
+            bucket = self._buckets.get(deadline_ms)
+            if bucket is None:
+                self._buckets[deadline_ms] = [key]
+                heapq.heappush(self._agenda, deadline_ms)
+            else:
+                bucket.append(key)
 
     def pending(self) -> int:
         """Inputs with buffered events or an open window (for metrics)."""
@@ -318,21 +330,26 @@ def process(
     watermark_ms = state.watermark_ms
     if watermark_ms is None or received_ms > watermark_ms:
         state.watermark_ms = watermark_ms = received_ms
-    agenda, due = state._agenda, state._due
-    # Pop the inputs whose deadline has come, earliest first; stale heap entries
-    # (an input rescheduled earlier) are skipped. Rescheduling during the loop
-    # may add an entry that is already due: the loop condition sees it.
-    while agenda and agenda[0][0] <= watermark_ms:
-        deadline_ms, key = heapq.heappop(agenda)
-        if due.get(key) != deadline_ms:
-            continue
-        del due[key]
-        input_state = inputs[key]
-        _release(input_state, watermark_ms, config, outputs)
-        inputs[key] = input_state
-        deadline = _next_deadline(input_state, watermark_ms, config)
-        if deadline is not None:
-            state._schedule(key, deadline)
+    agenda, buckets, due = state._agenda, state._buckets, state._due
+    # Release the inputs whose deadline has come: earliest deadline first, and by
+    # key within a deadline. Keys whose deadline has since moved are skipped.
+    # Rescheduling during the loop may add a deadline that is already due: the
+    # loop condition sees it.
+    while agenda and agenda[0] <= watermark_ms:
+        deadline_ms = heapq.heappop(agenda)
+        keys = buckets.pop(deadline_ms)
+        if len(keys) > 1:
+            keys.sort()
+        for key in keys:
+            if due.get(key) != deadline_ms:
+                continue
+            del due[key]
+            input_state = inputs[key]
+            _release(input_state, watermark_ms, config, outputs)
+            inputs[key] = input_state
+            deadline = _next_deadline(input_state, watermark_ms, config)
+            if deadline is not None:
+                state._schedule(key, deadline)
     return state, outputs
 
 

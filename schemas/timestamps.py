@@ -28,6 +28,9 @@ _MINUTES_KEPT = 4096
 _MINUTES: dict[str, int] = {}
 _MINUTE_TEXTS: dict[int, str] = {}
 _SECOND_TEXTS: list[str] = []
+# The parts of the canonical form's tail: ":SS." -> ms and "mmmZ" -> ms.
+_SECOND_MS = {f":{second:02d}.": second * 1000 for second in range(60)}
+_MILLI = {f"{milli:03d}Z": milli for milli in range(1000)}
 
 
 class InvalidTimestamp(ValueError):
@@ -38,12 +41,14 @@ def parse_ms(text: str) -> int:
     """Milliseconds since the epoch; sub-millisecond digits are truncated."""
     if len(text) == 24:
         # Hot path: the contract's own form, whose minute was seen before. The
-        # cached prefixes passed the full check below, so only the rest is checked.
+        # cached prefixes passed the full check below, and the two small tables
+        # hold only valid ":SS." and "mmmZ" parts, so lookups check and convert.
         minute_ms = _MINUTES.get(text[:16])
-        if minute_ms is not None and text[16] == ":" and text[19] == "." and text[23] == "Z":
-            second_text, milli_text = text[17:19], text[20:23]
-            if second_text.isdecimal() and milli_text.isdecimal() and second_text < "60":
-                return minute_ms + int(second_text) * 1000 + int(milli_text)
+        if minute_ms is not None:
+            second_ms = _SECOND_MS.get(text[16:20])
+            milli = _MILLI.get(text[20:])
+            if second_ms is not None and milli is not None:
+                return minute_ms + second_ms + milli
         if _CANONICAL.fullmatch(text):
             # The contract's form: no datetime.
             if not _valid_clock(text):

@@ -181,4 +181,4 @@ def test_visiting_only_due_inputs_misses_nothing(events: list[Event]) -> None:
 
 
 def _fields(event: Event) -> dict[str, object]:
-    return {name: getattr(event, name) for name in Event.__dataclass_fields__}
+    return {name: getattr(event, name) for name in Event._fields}

@@ -50,3 +50,16 @@ def test_format_and_parse_round_trip_and_agree_with_datetime(ms: int) -> None:
     moment = datetime.fromtimestamp(ms // 1000, tz=UTC)
     assert text == f"{moment:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
     assert parse_ms(text) == ms
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [":60.000Z", ":01,250Z", ":01.250+", "x01.250Z", ":1.2500Z", ":01.250ZZ"],
+)
+def test_a_seen_minute_does_not_let_a_bad_tail_through(tail: str) -> None:
+    # The hot path trusts a cached minute and checks only the tail: a bad tail
+    # after a good minute must still be refused.
+    minute = "2026-03-04T05:06"
+    assert parse_ms(f"{minute}:07.890Z") == parse_ms("2026-03-04T05:06:00.000Z") + 7_890
+    with pytest.raises(InvalidTimestamp):
+        parse_ms(minute + tail)
