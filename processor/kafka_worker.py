@@ -81,6 +81,10 @@ POLL_TIMEOUT_S = 0.05
 _TIMEOUT_S = 30.0  # transaction calls and metadata requests
 _WAIT_S = 1.0  # one wait of a retried transaction call
 _STATS_INTERVAL_S = 30.0
+# Pause before running an aborted batch again: doubles per abort in a row, so a
+# lasting refusal (a topic's config, an ACL) is retried without flooding the log.
+_ABORT_PAUSE_FIRST_S = 0.5
+_ABORT_PAUSE_MAX_S = 30.0
 _RESTORE_PROGRESS_S = 5.0
 _NO_LEADER_YET = (
     KafkaError.NOT_LEADER_FOR_PARTITION,
@@ -162,6 +166,7 @@ class KafkaWorker:
         )
         self._restorer: Consumer | None = None
         self._failed: Exception | None = None  # raised in a rebalance callback
+        self._aborts_in_a_row = 0
 
     # ---- lifecycle ---------------------------------------------------------------
 
@@ -258,6 +263,7 @@ class KafkaWorker:
             self._abandon(exc)
             return
         self.counts.batches += 1
+        self._aborts_in_a_row = 0
 
     def _run(self, part: _Partition, message: Message, offset: int) -> None:
         self.counts.records += 1
@@ -356,7 +362,13 @@ class KafkaWorker:
         error: KafkaError = exc.args[0]
         if not error.txn_requires_abort():
             raise exc
-        log.warning("transaction aborted (%s); rewinding to the stored state", error.str())
+        pause_s = _abort_pause_s(self._aborts_in_a_row)
+        self._aborts_in_a_row += 1
+        log.warning(
+            "transaction aborted (%s); rewinding to the stored state, retrying in %.1f s",
+            error.str(),
+            pause_s,
+        )
         self._interruptible(lambda: self._producer.abort_transaction(_TIMEOUT_S))
         self.counts.aborts += 1
         owned = sorted(self._parts)
@@ -364,6 +376,9 @@ class KafkaWorker:
         for partition, part in self._restore(owned).items():
             self._parts[partition] = part
             self._consumer.seek(TopicPartition(self._events, partition, part.next_offset))
+        resume_at = time.monotonic() + pause_s
+        while not self._stopping and time.monotonic() < resume_at:
+            time.sleep(min(0.2, max(0.0, resume_at - time.monotonic())))
 
     def _produce(
         self, topic: str, key: bytes | None, value: bytes, *, partition: int = -1, **kw: Any
@@ -584,6 +599,11 @@ class KafkaWorker:
                 f"changelog topic {self._changelog} has {len(topic.partitions)} partitions, "
                 f"the events topic {self._partition_count}: they must match"
             )
+
+
+def _abort_pause_s(aborts_before: int) -> float:
+    """Seconds to wait before the next attempt, after `aborts_before` aborts in a row."""
+    return min(_ABORT_PAUSE_MAX_S, _ABORT_PAUSE_FIRST_S * (1 << min(aborts_before, 16)))
 
 
 def _watermarks(client: Consumer, tp: TopicPartition) -> tuple[int, int]:

@@ -542,3 +542,62 @@ def _dead_letters(
         (r.key, r.value, {name: value or b"" for name, value in r.headers})
         for r in read_all(bootstrap, topic)
     ]
+
+
+def _set_topic_config(bootstrap: str, topic: str, name: str, value: str) -> None:
+    from confluent_kafka.admin import (
+        AdminClient,
+        AlterConfigOpType,
+        ConfigEntry,
+        ConfigResource,
+        ResourceType,
+    )
+
+    entry = ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
+    resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[entry])
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(30)
+
+
+def test_kafka_engine_aborts_a_refused_batch_and_writes_it_exactly_once_later(
+    kafka_bootstrap: str,
+    make_topics: Callable[..., list[str]],
+    tmp_path: Path,
+) -> None:
+    """A batch whose transaction Kafka refuses (here the windows topic takes no record:
+    its max.message.bytes is below any batch of window records, though above the
+    transaction markers) is aborted, the worker rewinds to its stored state and
+    retries with a growing pause; once Kafka takes the batch, every window is visible
+    exactly once, and no aborted record ever is."""
+    topics = _topics(make_topics, partitions=2)
+    _set_topic_config(kafka_bootstrap, topics.windows, "max.message.bytes", "200")
+    worker = Worker(
+        _worker_env(kafka_bootstrap, topics, _app_id(), "kafka"),
+        tmp_path / "data",
+        tmp_path / "worker.log",
+    )
+    try:
+        produce(kafka_bootstrap, topics.events, _scenario(range(6), int(time.time() * 1000)))
+        wait_until(
+            lambda: len(re.findall(r"transaction aborted .* retrying in", worker.output)) >= 2,
+            90,
+            "two aborted attempts",
+        )
+        assert not read_all(kafka_bootstrap, topics.windows)
+        pauses = [float(s) for s in re.findall(r"retrying in ([\d.]+) s", worker.output)]
+        assert pauses[1] > pauses[0], pauses  # growing: a lasting refusal is not hammered
+
+        _set_topic_config(kafka_bootstrap, topics.windows, "max.message.bytes", "1048588")
+        wait_until(
+            lambda: len(_identities(kafka_bootstrap, topics.windows)) == RECORDS_PER_INPUT * 6,
+            90,
+            "every window once Kafka takes them",
+        )
+        assert worker.stop() == 0
+    finally:
+        if worker.proc.poll() is None:
+            worker.kill()
+        print(worker.output)
+    expected = _assert_same_windows_as_the_core(kafka_bootstrap, topics)
+    assert len(read_all(kafka_bootstrap, topics.windows)) == len(expected)  # no copies
