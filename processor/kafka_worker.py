@@ -81,6 +81,15 @@ POLL_TIMEOUT_S = 0.05
 _TIMEOUT_S = 30.0  # transaction calls and metadata requests
 _WAIT_S = 1.0  # one wait of a retried transaction call
 _STATS_INTERVAL_S = 30.0
+# The changelog is compacted, and only closed segments are: with Kafka's default
+# 1 GiB segments a partition is never compacted below ~1 GiB of history, and a
+# restart (state is restored from the changelog) reads all of it. Small segments
+# keep it near the live state's size.
+CHANGELOG_CONFIG = {
+    "cleanup.policy": "compact",
+    "segment.bytes": str(64 * 1024 * 1024),
+    "segment.ms": str(60 * 60 * 1000),
+}
 # Pause before running an aborted batch again: doubles per abort in a row, so a
 # lasting refusal (a topic's config, an ACL) is retried without flooding the log.
 _ABORT_PAUSE_FIRST_S = 0.5
@@ -589,7 +598,7 @@ class KafkaWorker:
             [self._changelog],
             self._partition_count,
             settings.topic_replication,
-            {"cleanup.policy": "compact"},
+            CHANGELOG_CONFIG,
         )
         topic = self._consumer.list_topics(self._changelog, timeout=_TIMEOUT_S).topics[
             self._changelog

@@ -601,3 +601,30 @@ def test_kafka_engine_aborts_a_refused_batch_and_writes_it_exactly_once_later(
         print(worker.output)
     expected = _assert_same_windows_as_the_core(kafka_bootstrap, topics)
     assert len(read_all(kafka_bootstrap, topics.windows)) == len(expected)  # no copies
+
+
+def test_kafka_engine_changelog_is_compacted_in_small_segments(
+    kafka_bootstrap: str, make_topics: Callable[..., list[str]], tmp_path: Path
+) -> None:
+    """State is restored from the changelog on every start: its segments must be small
+    enough for compaction to keep it near the state's size (closed segments only)."""
+    from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+
+    from processor.kafka_worker import CHANGELOG_CONFIG
+
+    topics = _topics(make_topics, partitions=1)
+    app_id = _app_id()
+    worker = Worker(
+        _worker_env(kafka_bootstrap, topics, app_id, "kafka"),
+        tmp_path / "data",
+        tmp_path / "worker.log",
+    )
+    try:
+        worker.wait_for_log("recovery done")
+    finally:
+        worker.stop()
+    resource = ConfigResource(ResourceType.TOPIC, changelog_topic(app_id))
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    configs = admin.describe_configs([resource])[resource].result(30)
+    assert {name: configs[name].value for name in CHANGELOG_CONFIG} == CHANGELOG_CONFIG
+    assert int(CHANGELOG_CONFIG["segment.bytes"]) <= 128 * 1024 * 1024
