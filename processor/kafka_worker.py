@@ -67,6 +67,7 @@ from processor.changelog import (
 )
 from processor.codec import dead_letter_headers, decode, encode_output, encode_tick
 from processor.counts import Counts
+from processor.group import FAUST_ASSIGNOR, GroupHeldByOtherEngine
 from processor.windows import Config, InputState, Output, PartitionState, process
 from schemas.timestamps import format_ms
 
@@ -176,6 +177,8 @@ class KafkaWorker:
         self._restorer: Consumer | None = None
         self._failed: Exception | None = None  # raised in a rebalance callback
         self._aborts_in_a_row = 0
+        self._refused_since: float | None = None  # the group refused our join since then
+        self._group_patience_s = 2 * session_ms / 1000 + 5
 
     # ---- lifecycle ---------------------------------------------------------------
 
@@ -426,6 +429,16 @@ class KafkaWorker:
     def _consumer_error(self, error: KafkaError) -> None:
         if error.fatal():
             raise KafkaException(error)
+        if error.code() == KafkaError.INCONSISTENT_GROUP_PROTOCOL:
+            # Faust workers joined the group (the check before start raced them):
+            # librdkafka would retry the join forever.
+            now = time.monotonic()
+            if self._refused_since is None:
+                self._refused_since = now
+            elif now - self._refused_since >= self._group_patience_s:
+                raise GroupHeldByOtherEngine(
+                    self._settings.processor_app_id, "kafka", FAUST_ASSIGNOR
+                )
         log.warning("consumer: %s", error.str())
 
     def _tick(self) -> None:
@@ -452,6 +465,7 @@ class KafkaWorker:
         the client assigns at the committed offsets, and the loop skips the records
         of partitions that have no state.
         """
+        self._refused_since = None
         try:
             self._assign(consumer, partitions)
         except Exception as exc:

@@ -1,9 +1,10 @@
 """`livewindows worker`: the processor app run as a Faust worker.
 
-Before Faust starts, a short metadata request checks that Kafka answers and that
-the four topics exist, so the common mistakes end in one line instead of a
-Faust traceback or an endless retry loop; it also gives the events topic's real
-partition count, which the state table's changelog must match.
+Before either engine starts, a short metadata request checks that Kafka answers
+and that the four topics exist, and the consumer group is checked for workers of
+the other engine (`processor.group`), so the common mistakes end in one line
+instead of a traceback or an endless retry loop; the metadata also gives the
+events topic's real partition count, which the state's changelog must match.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from confluent_kafka.admin import AdminClient
 from livewindows.settings import ConfigError, Settings
 from processor.app import FATAL_EXIT_CODE, create_app
 from processor.datadir import DataDirInUse, mark_clean, open_data_dir, transactional_id
+from processor.group import wait_for_group
 
 __all__ = ["DEFAULT_DATA_DIR", "worker_command"]
 
@@ -39,7 +41,11 @@ def worker_command(args: argparse.Namespace, settings: Settings) -> int:
     engine = getattr(args, "engine", None) or settings.processor_engine
     _configure_logging()
     try:
-        partitions = events_partitions(settings)
+        admin = _admin_client(settings)
+        partitions = events_partitions(admin, settings)
+        # A crashed member of the other engine leaves when its session times out.
+        patience_s = 2 * settings.processor_session_timeout_ms / 1000 + 5
+        wait_for_group(admin, settings.processor_app_id, engine, patience_s)
         if engine == "kafka":
             open_data_dir(data_dir)
             txn_id = transactional_id(data_dir, settings.processor_app_id)
@@ -83,14 +89,17 @@ def _run_kafka_engine(settings: Settings, partitions: int, txn_id: str, data_dir
     return 0
 
 
-def events_partitions(settings: Settings) -> int:
-    """Partition count of the events topic; raises if Kafka or a topic is missing."""
+def _admin_client(settings: Settings) -> AdminClient:
     config: dict[str, Any] = {
         "bootstrap.servers": settings.kafka_bootstrap_servers,
         # librdkafka would print every failed connection attempt to stderr.
         "logger": _silent("livewindows.worker.admin"),
     }
-    admin = AdminClient(config)
+    return AdminClient(config)
+
+
+def events_partitions(admin: AdminClient, settings: Settings) -> int:
+    """Partition count of the events topic; raises if Kafka or a topic is missing."""
     try:
         metadata = admin.list_topics(timeout=_METADATA_TIMEOUT_S)
     except KafkaException as exc:

@@ -20,6 +20,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,6 +183,23 @@ def _scenario(inputs: range, start_ms: int) -> list[tuple[bytes, bytes]]:
 
 def _identities(bootstrap: str, topic: str) -> set[str]:
     return {identity for identity, _ in by_identity(window_records(bootstrap, topic))}
+
+
+def _wait_for_windows(bootstrap: str, topics: Topics, inputs: int, what: str) -> None:
+    """Until the windows topic holds every window of `inputs` scenario inputs."""
+    expected = RECORDS_PER_INPUT * inputs
+    wait_until(lambda: len(_identities(bootstrap, topics.windows)) == expected, 90, what)
+
+
+@contextmanager
+def _killed_on_exit(worker: Worker) -> Iterator[Worker]:
+    """A worker started outside the `start_worker` fixture (whose engine is a parameter)."""
+    try:
+        yield worker
+    finally:
+        if worker.proc.poll() is None:
+            worker.kill()
+        print(f"--- {worker.log_path.name} (exit {worker.proc.returncode})\n{worker.output}")
 
 
 def _assert_same_windows_as_the_core(bootstrap: str, topics: Topics) -> list[dict[str, object]]:
@@ -577,7 +595,7 @@ def test_kafka_engine_aborts_a_refused_batch_and_writes_it_exactly_once_later(
         tmp_path / "data",
         tmp_path / "worker.log",
     )
-    try:
+    with _killed_on_exit(worker):
         produce(kafka_bootstrap, topics.events, _scenario(range(6), int(time.time() * 1000)))
         wait_until(
             lambda: len(re.findall(r"transaction aborted .* retrying in", worker.output)) >= 2,
@@ -589,16 +607,8 @@ def test_kafka_engine_aborts_a_refused_batch_and_writes_it_exactly_once_later(
         assert pauses[1] > pauses[0], pauses  # growing: a lasting refusal is not hammered
 
         _set_topic_config(kafka_bootstrap, topics.windows, "max.message.bytes", "1048588")
-        wait_until(
-            lambda: len(_identities(kafka_bootstrap, topics.windows)) == RECORDS_PER_INPUT * 6,
-            90,
-            "every window once Kafka takes them",
-        )
+        _wait_for_windows(kafka_bootstrap, topics, 6, "every window once Kafka takes them")
         assert worker.stop() == 0
-    finally:
-        if worker.proc.poll() is None:
-            worker.kill()
-        print(worker.output)
     expected = _assert_same_windows_as_the_core(kafka_bootstrap, topics)
     assert len(read_all(kafka_bootstrap, topics.windows)) == len(expected)  # no copies
 
@@ -628,3 +638,57 @@ def test_kafka_engine_changelog_is_compacted_in_small_segments(
     configs = admin.describe_configs([resource])[resource].result(30)
     assert {name: configs[name].value for name in CHANGELOG_CONFIG} == CHANGELOG_CONFIG
     assert int(CHANGELOG_CONFIG["segment.bytes"]) <= 128 * 1024 * 1024
+
+
+@pytest.mark.parametrize(("first", "second"), [("faust", "kafka"), ("kafka", "faust")])
+def test_a_worker_refuses_a_group_held_by_the_other_engine(
+    kafka_bootstrap: str,
+    make_topics: Callable[..., list[str]],
+    tmp_path: Path,
+    first: str,
+    second: str,
+) -> None:
+    """The broker refuses a member whose assignor the group does not share, and both
+    clients would retry forever: the second worker must end in one clear line."""
+    topics = _topics(make_topics, partitions=1)
+    app_id = _app_id()
+    holder = Worker(
+        _worker_env(kafka_bootstrap, topics, app_id, first), tmp_path / "a", tmp_path / "a.log"
+    )
+    with _killed_on_exit(holder):
+        holder.wait_for_log("recovery done")
+        newcomer = Worker(
+            _worker_env(kafka_bootstrap, topics, app_id, second),
+            tmp_path / "b",
+            tmp_path / "b.log",
+        )
+        assert newcomer.proc.wait(60) == 2, newcomer.output
+        assert f"is held by workers of the {first} engine" in newcomer.output
+        assert "waiting up to" in newcomer.output
+        assert holder.stop() == 0
+
+
+def test_a_kafka_engine_worker_waits_for_a_crashed_faust_worker_to_leave_the_group(
+    kafka_bootstrap: str,
+    make_topics: Callable[..., list[str]],
+    tmp_path: Path,
+) -> None:
+    """Moving from faust to kafka after a crash: the dead Faust member stays in the group
+    until its session times out; the new worker waits for that instead of refusing."""
+    topics = _topics(make_topics, partitions=1)
+    app_id = _app_id()
+    crashed = Worker(
+        _worker_env(kafka_bootstrap, topics, app_id, "faust"), tmp_path / "a", tmp_path / "a.log"
+    )
+    crashed.wait_for_log("recovery done")
+    crashed.kill()
+    successor = Worker(
+        _worker_env(kafka_bootstrap, topics, app_id, "kafka"), tmp_path / "b", tmp_path / "b.log"
+    )
+    with _killed_on_exit(successor):
+        successor.wait_for_log("recovery done", 60)
+        assert "is held by the other engine" in successor.output
+        produce(kafka_bootstrap, topics.events, _scenario(range(2), int(time.time() * 1000)))
+        _wait_for_windows(kafka_bootstrap, topics, 2, "the windows, written by the successor")
+        assert successor.stop() == 0
+    _assert_same_windows_as_the_core(kafka_bootstrap, topics)

@@ -1,0 +1,86 @@
+"""The consumer group `PROCESSOR_APP_ID` is held by one engine at a time.
+
+Faust's workers join the group with the assignor "faust", the kafka engine's with
+librdkafka's ("range"). The broker refuses a member whose protocol the group's
+members do not share (INCONSISTENT_GROUP_PROTOCOL), and neither client gives up:
+a worker of the other engine would stay up, processing nothing, forever. So a
+worker checks the group before it joins. A member of the other engine may be on
+its way out (one that crashed stays a member until its session times out), so the
+check waits a while before it refuses to start.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from livewindows.settings import ConfigError
+
+__all__ = ["FAUST_ASSIGNOR", "GroupHeldByOtherEngine", "held_by_other_engine", "wait_for_group"]
+
+log = logging.getLogger("livewindows.worker")
+
+FAUST_ASSIGNOR = "faust"
+
+
+class GroupHeldByOtherEngine(ConfigError):
+    """Members of the other engine hold the worker's consumer group."""
+
+    def __init__(self, group_id: str, engine: str, assignor: str) -> None:
+        other = "faust" if engine == "kafka" else "kafka"
+        super().__init__(
+            f"consumer group {group_id} (PROCESSOR_APP_ID) is held by workers of the "
+            f"{other} engine (assignor {assignor!r}); the two engines cannot share a "
+            f"group: stop those workers first, or use another PROCESSOR_APP_ID"
+        )
+
+
+def held_by_other_engine(engine: str, assignor: str) -> bool:
+    """Whether a group whose members chose `assignor` is run by the engine other than `engine`."""
+    if not assignor:  # no members, or none has chosen yet
+        return False
+    return (assignor == FAUST_ASSIGNOR) != (engine == "faust")
+
+
+def wait_for_group(
+    admin: AdminClient,
+    group_id: str,
+    engine: str,
+    patience_s: float,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Return once the group is free of the other engine; raise if it is not within `patience_s`."""
+    deadline = clock() + patience_s
+    warned = False
+    while True:
+        assignor = _assignor(admin, group_id)
+        if not held_by_other_engine(engine, assignor):
+            return
+        if clock() >= deadline:
+            raise GroupHeldByOtherEngine(group_id, engine, assignor)
+        if not warned:
+            log.warning(
+                "consumer group %s is held by the other engine (assignor %r); waiting up to "
+                "%.0f s for its workers to leave",
+                group_id,
+                assignor,
+                patience_s,
+            )
+            warned = True
+        sleep(1.0)
+
+
+def _assignor(admin: AdminClient, group_id: str) -> str:
+    try:
+        described = admin.describe_consumer_groups([group_id])[group_id].result(10)
+    except KafkaException as exc:
+        # Not knowing is no reason to refuse: the join itself will tell.
+        log.warning("could not describe consumer group %s: %s", group_id, exc.args[0].str())
+        return ""
+    return str(described.partition_assignor or "") if described.members else ""

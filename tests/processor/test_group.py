@@ -1,0 +1,36 @@
+"""Which assignor belongs to which engine (`processor.group`); the waiting and the
+refusal run against a real broker in tests/processor/test_worker.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from livewindows.settings import ConfigError
+from processor.group import GroupHeldByOtherEngine, held_by_other_engine
+
+
+@pytest.mark.parametrize(
+    ("engine", "assignor", "held"),
+    [
+        ("kafka", "faust", True),
+        ("faust", "range", True),
+        ("faust", "roundrobin", True),
+        ("faust", "cooperative-sticky", True),
+        ("kafka", "range", False),
+        ("kafka", "roundrobin", False),
+        ("faust", "faust", False),
+        ("kafka", "", False),  # no members, or none has chosen an assignor yet
+        ("faust", "", False),
+    ],
+)
+def test_a_group_is_held_by_the_other_engine_when_its_assignor_is_the_others(
+    engine: str, assignor: str, held: bool
+) -> None:
+    assert held_by_other_engine(engine, assignor) is held
+
+
+def test_the_refusal_is_a_configuration_error_that_says_what_to_do() -> None:
+    refusal = GroupHeldByOtherEngine("billing-workers", "kafka", "faust")
+    assert isinstance(refusal, ConfigError)
+    assert "billing-workers" in str(refusal) and "faust engine" in str(refusal)
+    assert "stop those workers first, or use another PROCESSOR_APP_ID" in str(refusal)
