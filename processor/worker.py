@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ import faust
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from livewindows.logfilter import RepeatedLines
 from livewindows.settings import ConfigError, Settings
 from processor.app import FATAL_EXIT_CODE, create_app
 from processor.datadir import DataDirInUse, mark_clean, open_data_dir, transactional_id
@@ -30,6 +33,9 @@ __all__ = ["DEFAULT_DATA_DIR", "worker_command"]
 DEFAULT_DATA_DIR = Path(".data/worker")
 log = logging.getLogger("livewindows.worker")
 _METADATA_TIMEOUT_S = 5.0
+# How long the Faust engine may take to stop after SIGTERM (Kubernetes' default
+# grace period is 30 s, after which it kills).
+SHUTDOWN_DEADLINE_S = 20.0
 
 
 class KafkaUnavailable(Exception):
@@ -60,13 +66,42 @@ def worker_command(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError(f"cannot use data dir {data_dir}: {exc.strerror or exc}") from None
     if engine == "kafka":
         return _run_kafka_engine(settings, partitions, txn_id, data_dir)
-    worker = faust.Worker(app, quiet=True, override_logging=False, redirect_stdouts=False)
+    worker = _FaustWorker(app, quiet=True, override_logging=False, redirect_stdouts=False)
     worker.spinner = None  # a terminal progress spinner: noise in a service's output
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     return 0
+
+
+class _FaustWorker(faust.Worker):
+    """Faust's worker, with a deadline on stopping.
+
+    On SIGTERM Faust commits and flushes before it exits, and waits for Kafka to
+    answer however long an outage lasts: the process would only end with SIGKILL.
+    Past the deadline it exits as after a crash, which the Faust engine is built
+    for: the data dir is not marked clean, and the batch in progress runs again on
+    restart (its records again, byte-identical).
+    """
+
+    def _schedule_shutdown(self, signal: signal.Signals) -> None:
+        if not self._signal_stop_time:
+            timer = threading.Timer(SHUTDOWN_DEADLINE_S, _give_up_stopping)
+            timer.daemon = True
+            timer.start()
+        super()._schedule_shutdown(signal)
+
+
+def _give_up_stopping() -> None:
+    log.warning(
+        "not stopped within %.0f s (is Kafka down?): exiting now; the batch in progress "
+        "was not stored and runs again on restart",
+        SHUTDOWN_DEADLINE_S,
+    )
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _run_kafka_engine(settings: Settings, partitions: int, txn_id: str, data_dir: Path) -> int:
@@ -115,12 +150,15 @@ def events_partitions(admin: AdminClient, settings: Settings) -> int:
 
 
 def _configure_logging() -> None:
-    """Warnings from the libraries, INFO from livewindows: the lines an operator reads."""
+    """Warnings from the libraries (a repeated one once per 10 s), INFO from livewindows:
+    the lines an operator reads."""
     logging.basicConfig(
         level=logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RepeatedLines())
     logging.getLogger("livewindows").setLevel(logging.INFO)
 
 
