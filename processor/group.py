@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from livewindows.settings import ConfigError
 
-__all__ = ["FAUST_ASSIGNOR", "GroupHeldByOtherEngine", "held_by_other_engine", "wait_for_group"]
+__all__ = [
+    "FAUST_ASSIGNOR",
+    "GroupHeldByOtherEngine",
+    "held_by_other_engine",
+    "patience_s",
+    "wait_for_group",
+]
 
 log = logging.getLogger("livewindows.worker")
 
@@ -39,6 +44,12 @@ class GroupHeldByOtherEngine(ConfigError):
         )
 
 
+def patience_s(session_timeout_ms: int) -> float:
+    """How long the other engine may hold the group: a crashed member of it leaves
+    when its session times out (the deployment's PROCESSOR_SESSION_TIMEOUT_MS)."""
+    return 2 * session_timeout_ms / 1000 + 5
+
+
 def held_by_other_engine(engine: str, assignor: str) -> bool:
     """Whether a group whose members chose `assignor` is run by the engine other than `engine`."""
     if not assignor:  # no members, or none has chosen yet
@@ -46,23 +57,15 @@ def held_by_other_engine(engine: str, assignor: str) -> bool:
     return (assignor == FAUST_ASSIGNOR) != (engine == "faust")
 
 
-def wait_for_group(
-    admin: AdminClient,
-    group_id: str,
-    engine: str,
-    patience_s: float,
-    *,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
-) -> None:
+def wait_for_group(admin: AdminClient, group_id: str, engine: str, patience_s: float) -> None:
     """Return once the group is free of the other engine; raise if it is not within `patience_s`."""
-    deadline = clock() + patience_s
+    deadline = time.monotonic() + patience_s
     warned = False
     while True:
         assignor = _assignor(admin, group_id)
         if not held_by_other_engine(engine, assignor):
             return
-        if clock() >= deadline:
+        if time.monotonic() >= deadline:
             raise GroupHeldByOtherEngine(group_id, engine, assignor)
         if not warned:
             log.warning(
@@ -73,14 +76,14 @@ def wait_for_group(
                 patience_s,
             )
             warned = True
-        sleep(1.0)
+        time.sleep(1.0)
 
 
 def _assignor(admin: AdminClient, group_id: str) -> str:
     try:
         described = admin.describe_consumer_groups([group_id])[group_id].result(10)
-    except KafkaException as exc:
+    except (KafkaException, TimeoutError) as exc:
         # Not knowing is no reason to refuse: the join itself will tell.
-        log.warning("could not describe consumer group %s: %s", group_id, exc.args[0].str())
+        log.warning("could not describe consumer group %s: %s", group_id, exc)
         return ""
     return str(described.partition_assignor or "") if described.members else ""

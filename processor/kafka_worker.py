@@ -67,7 +67,7 @@ from processor.changelog import (
 )
 from processor.codec import dead_letter_headers, decode, encode_output, encode_tick
 from processor.counts import Counts
-from processor.group import FAUST_ASSIGNOR, GroupHeldByOtherEngine
+from processor.group import FAUST_ASSIGNOR, GroupHeldByOtherEngine, patience_s
 from processor.windows import Config, InputState, Output, PartitionState, process
 from schemas.timestamps import format_ms
 
@@ -178,7 +178,7 @@ class KafkaWorker:
         self._failed: Exception | None = None  # raised in a rebalance callback
         self._aborts_in_a_row = 0
         self._refused_since: float | None = None  # the group refused our join since then
-        self._group_patience_s = 2 * session_ms / 1000 + 5
+        self._group_patience_s = patience_s(session_ms)
 
     # ---- lifecycle ---------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from livewindows.logfilter import RepeatedLines
 from livewindows.settings import ConfigError, Settings
 from processor.app import FATAL_EXIT_CODE, create_app
 from processor.datadir import DataDirInUse, mark_clean, open_data_dir, transactional_id
-from processor.group import wait_for_group
+from processor.group import patience_s, wait_for_group
 
 __all__ = ["DEFAULT_DATA_DIR", "worker_command"]
 
@@ -49,9 +49,8 @@ def worker_command(args: argparse.Namespace, settings: Settings) -> int:
     try:
         admin = _admin_client(settings)
         partitions = events_partitions(admin, settings)
-        # A crashed member of the other engine leaves when its session times out.
-        patience_s = 2 * settings.processor_session_timeout_ms / 1000 + 5
-        wait_for_group(admin, settings.processor_app_id, engine, patience_s)
+        patience = patience_s(settings.processor_session_timeout_ms)
+        wait_for_group(admin, settings.processor_app_id, engine, patience)
         if engine == "kafka":
             open_data_dir(data_dir)
             txn_id = transactional_id(data_dir, settings.processor_app_id)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from livewindows.settings import ConfigError
-from processor.group import GroupHeldByOtherEngine, held_by_other_engine
+from processor.group import GroupHeldByOtherEngine, held_by_other_engine, patience_s
 
 
 @pytest.mark.parametrize(
@@ -34,3 +34,8 @@ def test_the_refusal_is_a_configuration_error_that_says_what_to_do() -> None:
     assert isinstance(refusal, ConfigError)
     assert "billing-workers" in str(refusal) and "faust engine" in str(refusal)
     assert "stop those workers first, or use another PROCESSOR_APP_ID" in str(refusal)
+
+
+def test_the_other_engine_may_hold_the_group_for_two_session_timeouts_and_a_margin() -> None:
+    assert patience_s(10_000) == 25.0
+    assert patience_s(6_000) == 17.0
