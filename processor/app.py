@@ -250,7 +250,13 @@ def _receiver(fun: Callable[..., Awaitable[None]]) -> Any:
 def _die(exc: BaseException) -> None:
     """Stop the process now, committing nothing more: the SIGKILL case, on purpose."""
     log.critical("fatal error, stopping at once: %r", exc, exc_info=exc)
+    exit_now(FATAL_EXIT_CODE)
+
+
+def exit_now(code: int) -> None:
+    """End the process without waiting for the Kafka clients (they may be stuck on an
+    unreachable broker), after the log lines so far are out."""
     for handler in logging.getLogger().handlers:
         handler.flush()
     sys.stderr.flush()
-    os._exit(FATAL_EXIT_CODE)
+    os._exit(code)

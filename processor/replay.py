@@ -159,7 +159,7 @@ def run_replay(
         if started is not None:
             started(summary)
         if summary.jobs == 1:
-            _assign(consumer, settings.events_topic, ranges)
+            assign_ranges(consumer, settings.events_topic, ranges)
             producer = Producer(producer_config(bootstrap))
             replay_partitions(
                 consumer,
@@ -168,7 +168,7 @@ def run_replay(
                 {p: end for p, (_begin, end) in ranges.items()},
                 config,
                 summary,
-                report=None if progress is None else _local_progress(consumer, progress),
+                report=None if progress is None else _local_progress(consumer, progress, ranges),
             )
             return summary
     finally:
@@ -304,9 +304,13 @@ def replay_partitions(
         raise KafkaException(failures[0])
 
 
-def _local_progress(consumer: Consumer, progress: Progress) -> Report:
+def _local_progress(
+    consumer: Consumer, progress: Progress, ranges: dict[int, tuple[int, int]]
+) -> Report:
+    starts = {p: begin for p, (begin, _end) in ranges.items()}
+
     def report(summary: ReplaySummary, _consumer: Consumer, ends: dict[int, int]) -> None:
-        progress(summary, _remaining(consumer, ends))
+        progress(summary, records_left(consumer, ends, starts))
 
     return report
 
@@ -345,7 +349,7 @@ def _plan(
     return ranges
 
 
-def _assign(consumer: Consumer, topic: str, ranges: dict[int, tuple[int, int]]) -> None:
+def assign_ranges(consumer: Consumer, topic: str, ranges: dict[int, tuple[int, int]]) -> None:
     """Assign each partition of `ranges` at its start offset."""
     assignment = [
         TopicPartition(topic, p, begin if begin > 0 else OFFSET_BEGINNING)
@@ -383,15 +387,17 @@ def _produce(
             producer.poll(0.1)
 
 
-def _remaining(consumer: Consumer, ends: dict[int, int]) -> int:
+def records_left(consumer: Consumer, ends: dict[int, int], starts: dict[int, int]) -> int:
+    """Records still to replay: from each partition's position (its start offset
+    until the first fetch) to its end."""
     if not ends:
         return 0
     total = 0
-    topic_partitions = consumer.assignment()
-    for tp in consumer.position(topic_partitions):
+    for tp in consumer.position(consumer.assignment()):
         end = ends.get(tp.partition)
-        if end is not None and tp.offset >= 0:
-            total += max(0, end - tp.offset)
+        if end is not None:
+            at = tp.offset if tp.offset >= 0 else starts[tp.partition]
+            total += max(0, end - at)
     return total
 
 

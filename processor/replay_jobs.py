@@ -226,12 +226,14 @@ def job_main(spec: JobSpec, conn: Connection) -> None:
 
 
 def _replay_job(spec: JobSpec, conn: Connection) -> Counts:
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+    from confluent_kafka import Consumer, Producer
 
     from processor.replay import (
         ReplaySummary,
+        assign_ranges,
         consumer_config,
         producer_config,
+        records_left,
         replay_partitions,
     )
     from processor.windows import Config
@@ -246,31 +248,20 @@ def _replay_job(spec: JobSpec, conn: Connection) -> Counts:
         )
 
     def report(summary: ReplaySummary, consumer: Consumer, ends: dict[int, int]) -> None:
-        remaining = 0
-        if ends:
-            for tp in consumer.position(consumer.assignment()):
-                end = ends.get(tp.partition)
-                if end is not None:
-                    start = tp.offset if tp.offset >= 0 else ranges_start[tp.partition]
-                    remaining += max(0, end - start)
-        conn.send(("progress", counts(summary), remaining))
+        conn.send(("progress", counts(summary), records_left(consumer, ends, starts)))
 
-    ranges_start = {p: start for p, start, _end in spec.ranges}
+    ranges = {p: (start, end) for p, start, end in spec.ranges}
+    starts = {p: start for p, (start, _end) in ranges.items()}
     consumer = Consumer(consumer_config(spec.bootstrap))
     try:
-        consumer.assign(
-            [
-                TopicPartition(spec.events_topic, p, start if start > 0 else OFFSET_BEGINNING)
-                for p, start, _end in spec.ranges
-            ]
-        )
+        assign_ranges(consumer, spec.events_topic, ranges)
         producer = Producer(producer_config(spec.bootstrap))
         summary = ReplaySummary()
         replay_partitions(
             consumer,
             producer,
             spec.output_topic,
-            {p: end for p, _start, end in spec.ranges},
+            {p: end for p, (_start, end) in ranges.items()},
             Config(spec.window_grace_ms, spec.reconnect_window_s),
             summary,
             report=report,

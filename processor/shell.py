@@ -41,7 +41,7 @@ from processor.windows import (
 )
 from schemas.timestamps import format_ms
 
-__all__ = ["Counts", "Shell"]
+__all__ = ["Shell"]
 
 log = logging.getLogger("livewindows.worker")
 

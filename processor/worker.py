@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 import threading
@@ -24,7 +23,7 @@ from confluent_kafka.admin import AdminClient
 
 from livewindows.logfilter import RepeatedLines
 from livewindows.settings import ConfigError, Settings
-from processor.app import FATAL_EXIT_CODE, create_app
+from processor.app import FATAL_EXIT_CODE, create_app, exit_now
 from processor.datadir import DataDirInUse, mark_clean, open_data_dir, transactional_id
 from processor.group import patience_s, wait_for_group
 
@@ -98,9 +97,7 @@ def _give_up_stopping() -> None:
         "was not stored and runs again on restart",
         SHUTDOWN_DEADLINE_S,
     )
-    logging.shutdown()
-    sys.stderr.flush()
-    os._exit(0)
+    exit_now(0)
 
 
 def _run_kafka_engine(settings: Settings, partitions: int, txn_id: str, data_dir: Path) -> int:
@@ -116,9 +113,7 @@ def _run_kafka_engine(settings: Settings, partitions: int, txn_id: str, data_dir
         log.critical("fatal error, stopping: %r", exc, exc_info=exc)
         return FATAL_EXIT_CODE
     if not clean:  # Kafka is unreachable: its clients would hold the exit up
-        logging.shutdown()
-        sys.stderr.flush()
-        os._exit(0)
+        exit_now(0)
     mark_clean(data_dir)
     return 0
 

@@ -108,24 +108,16 @@ def redacted_and_depth(document: Any) -> tuple[Any, int]:
                     copy[name] = REDACTED if kind == _KEY else redact_rtmp_url(value)
                     if isinstance(value, dict | list):  # gone, but it counts for the depth
                         stack.append((value, None, below))
-                elif isinstance(value, dict):
-                    child: Any = {}
-                    copy[name] = child
-                    stack.append((value, child, below))
-                elif isinstance(value, list):
-                    child = list(value)
+                elif isinstance(value, dict | list):
+                    child: Any = {} if isinstance(value, dict) else list(value)
                     copy[name] = child
                     stack.append((value, child, below))
                 else:
                     copy[name] = value
         else:  # a list, copied whole already: replace its containers by their copies
             for index, value in enumerate(node):
-                if isinstance(value, dict):
-                    child = {}
-                    copy[index] = child
-                    stack.append((value, child, below))
-                elif isinstance(value, list):
-                    child = list(value)
+                if isinstance(value, dict | list):
+                    child = {} if isinstance(value, dict) else list(value)
                     copy[index] = child
                     stack.append((value, child, below))
     return top, deepest
