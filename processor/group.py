@@ -22,6 +22,7 @@ from livewindows.settings import ConfigError
 __all__ = [
     "FAUST_ASSIGNOR",
     "GroupHeldByOtherEngine",
+    "held_by",
     "held_by_other_engine",
     "patience_s",
     "wait_for_group",
@@ -62,7 +63,7 @@ def wait_for_group(admin: AdminClient, group_id: str, engine: str, patience_s: f
     deadline = time.monotonic() + patience_s
     warned = False
     while True:
-        assignor = _assignor(admin, group_id)
+        assignor = held_by(admin, group_id)
         if not held_by_other_engine(engine, assignor):
             return
         if time.monotonic() >= deadline:
@@ -79,7 +80,8 @@ def wait_for_group(admin: AdminClient, group_id: str, engine: str, patience_s: f
         time.sleep(1.0)
 
 
-def _assignor(admin: AdminClient, group_id: str) -> str:
+def held_by(admin: AdminClient, group_id: str) -> str:
+    """The assignor of the group's members ("" if none, or the group cannot be described)."""
     try:
         described = admin.describe_consumer_groups([group_id])[group_id].result(10)
     except (KafkaException, TimeoutError) as exc:

@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 from confluent_kafka import KafkaException
@@ -25,7 +25,13 @@ from livewindows.logfilter import RepeatedLines
 from livewindows.settings import ConfigError, Settings
 from processor.app import FATAL_EXIT_CODE, create_app, exit_now
 from processor.datadir import DataDirInUse, mark_clean, open_data_dir, transactional_id
-from processor.group import patience_s, wait_for_group
+from processor.group import (
+    GroupHeldByOtherEngine,
+    held_by,
+    held_by_other_engine,
+    patience_s,
+    wait_for_group,
+)
 
 __all__ = ["DEFAULT_DATA_DIR", "worker_command"]
 
@@ -35,6 +41,8 @@ _METADATA_TIMEOUT_S = 5.0
 # How long the Faust engine may take to stop after SIGTERM (Kubernetes' default
 # grace period is 30 s, after which it kills).
 SHUTDOWN_DEADLINE_S = 20.0
+# Seconds between looks at the group while a Faust worker waits for its first assignment.
+_JOIN_RECHECK_S = 5.0
 
 
 class KafkaUnavailable(Exception):
@@ -54,6 +62,7 @@ def worker_command(args: argparse.Namespace, settings: Settings) -> int:
             open_data_dir(data_dir)
             txn_id = transactional_id(data_dir, settings.processor_app_id)
         else:
+            log.info("engine faust: joining consumer group %s", settings.processor_app_id)
             app = create_app(settings, data_dir, partitions=partitions)
     except KafkaUnavailable as exc:
         print(f"livewindows worker: {exc}", file=sys.stderr)
@@ -64,6 +73,7 @@ def worker_command(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError(f"cannot use data dir {data_dir}: {exc.strerror or exc}") from None
     if engine == "kafka":
         return _run_kafka_engine(settings, partitions, txn_id, data_dir)
+    _guard_join(app, admin, settings.processor_app_id, patience)
     worker = _FaustWorker(app, quiet=True, override_logging=False, redirect_stdouts=False)
     worker.spinner = None  # a terminal progress spinner: noise in a service's output
     try:
@@ -98,6 +108,39 @@ def _give_up_stopping() -> None:
         SHUTDOWN_DEADLINE_S,
     )
     exit_now(0)
+
+
+def _guard_join(app: faust.App, admin: AdminClient, group_id: str, patience: float) -> None:
+    """Stop a Faust worker that the other engine beat to the group.
+
+    The check before start cannot see a kafka-engine worker that starts in the same
+    second; if that one joins first, aiokafka logs a fatal
+    InconsistentGroupProtocolError and the Faust worker then waits forever,
+    assigned nothing. So until its first assignment a thread looks at the group
+    after `patience` and every few seconds after that, and exits 2 with the line
+    of the check before start once the group is held by the kafka engine. A slow
+    first join (Kafka busy, a large group) is no reason to stop.
+    """
+    assigned = threading.Event()
+
+    async def on_assigned(_sender: Any, *_args: Any, **_kwargs: Any) -> None:
+        assigned.set()
+
+    # mode types receivers with NamedArg, which no function definition satisfies.
+    app.on_partitions_assigned.connect(cast(Any, on_assigned))
+
+    def watch() -> None:
+        wait_s = patience
+        while not assigned.wait(wait_s):
+            held = held_by(admin, group_id)
+            if not assigned.is_set() and held_by_other_engine("faust", held):
+                problem = GroupHeldByOtherEngine(group_id, "faust", held)
+                log.critical("not assigned any partition: %s", problem)
+                print(f"livewindows: {problem}", file=sys.stderr)
+                exit_now(2)
+            wait_s = _JOIN_RECHECK_S
+
+    threading.Thread(target=watch, name="livewindows-join-guard", daemon=True).start()
 
 
 def _run_kafka_engine(settings: Settings, partitions: int, txn_id: str, data_dir: Path) -> int:

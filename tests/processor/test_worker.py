@@ -639,6 +639,41 @@ def test_kafka_engine_changelog_is_compacted_in_small_segments(
     assert int(CHANGELOG_CONFIG["segment.bytes"]) <= 128 * 1024 * 1024
 
 
+def test_an_earlier_changelog_gets_small_segments_and_an_operators_setting_stays(
+    kafka_bootstrap: str,
+) -> None:
+    """Changelogs created before CHANGELOG_CONFIG had the broker's 1 GiB segments,
+    which compaction never reaches: a start gives them the small ones, but leaves a
+    setting someone made on the topic itself."""
+    from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+
+    from processor.kafka_worker import CHANGELOG_CONFIG, adopt_changelog_config
+
+    earlier, tuned = f"changelog-{uuid.uuid4().hex[:12]}", f"changelog-{uuid.uuid4().hex[:12]}"
+    ensure_topics(kafka_bootstrap, [earlier], 1, 1, {"cleanup.policy": "compact"})
+    mine = {"cleanup.policy": "compact", "segment.bytes": str(512 * 1024 * 1024)}
+    ensure_topics(kafka_bootstrap, [tuned], 1, 1, mine)
+
+    assert adopt_changelog_config(kafka_bootstrap, earlier) == {
+        "segment.bytes": CHANGELOG_CONFIG["segment.bytes"],
+        "segment.ms": CHANGELOG_CONFIG["segment.ms"],
+    }
+    assert adopt_changelog_config(kafka_bootstrap, tuned) == {
+        "segment.ms": CHANGELOG_CONFIG["segment.ms"]
+    }
+    assert adopt_changelog_config(kafka_bootstrap, earlier) == {}  # now the topic's own
+
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    for topic, segment_bytes in (
+        (earlier, CHANGELOG_CONFIG["segment.bytes"]),
+        (tuned, mine["segment.bytes"]),
+    ):
+        resource = ConfigResource(ResourceType.TOPIC, topic)
+        configs = admin.describe_configs([resource])[resource].result(30)
+        assert configs["segment.bytes"].value == segment_bytes
+        assert configs["segment.ms"].value == CHANGELOG_CONFIG["segment.ms"]
+
+
 @pytest.mark.parametrize(("first", "second"), [("faust", "kafka"), ("kafka", "faust")])
 def test_a_worker_refuses_a_group_held_by_the_other_engine(
     kafka_bootstrap: str,
@@ -691,3 +726,87 @@ def test_a_kafka_engine_worker_waits_for_a_crashed_faust_worker_to_leave_the_gro
         _wait_for_windows(kafka_bootstrap, topics, 2, "the windows, written by the successor")
         assert successor.stop() == 0
     _assert_same_windows_as_the_core(kafka_bootstrap, topics)
+
+
+def test_a_faust_worker_beaten_to_the_group_by_the_other_engine_stops_in_one_line(
+    kafka_bootstrap: str,
+    make_topics: Callable[..., list[str]],
+    tmp_path: Path,
+) -> None:
+    """The race the check before start cannot see: a member of the kafka engine's kind
+    (here a plain consumer, librdkafka's "range" assignor) joins the group after a
+    Faust worker's check and before its own join. aiokafka then gives up on the group
+    and the worker would wait forever, assigned nothing: it must exit 2 in one line."""
+    from confluent_kafka import Consumer
+
+    topics = _topics(make_topics, partitions=1)
+    app_id = _app_id()
+    worker = Worker(
+        _worker_env(kafka_bootstrap, topics, app_id, "faust"), tmp_path / "a", tmp_path / "a.log"
+    )
+    rival = Consumer(
+        {
+            "bootstrap.servers": kafka_bootstrap,
+            "group.id": app_id,
+            "session.timeout.ms": SESSION_TIMEOUT_MS,
+            "enable.auto.commit": False,
+        }
+    )
+    with _killed_on_exit(worker):
+        try:
+            worker.wait_for_log("engine faust: joining consumer group")
+            rival.subscribe([topics.events])
+            deadline = time.monotonic() + 2 * SESSION_TIMEOUT_MS / 1000 + 5 + 45
+            held = False
+            while worker.proc.poll() is None and time.monotonic() < deadline:
+                rival.poll(0.2)  # stays in the group
+                held = held or bool(rival.assignment())
+        finally:
+            rival.close()
+        assert held, "the rival never got the group: the race went the other way"
+        assert worker.proc.wait(5) == 2, worker.output
+    assert "is held by workers of the kafka engine" in worker.output
+    assert "waiting up to" not in worker.output  # not the check before start
+    assert "Traceback" not in worker.output
+
+
+def test_a_kafka_engine_worker_refused_by_the_group_stops_in_one_line(
+    kafka_bootstrap: str,
+    make_topics: Callable[..., list[str]],
+    tmp_path: Path,
+) -> None:
+    """The kafka engine's side of the same race: a member with another protocol holds
+    the group when the worker joins (here a consumer with the "cooperative-sticky"
+    assignor, which the check before start does not take for Faust, so the join is
+    refused), and librdkafka would retry the join forever: exit 2 in one line."""
+    from confluent_kafka import Consumer
+
+    topics = _topics(make_topics, partitions=1)
+    app_id = _app_id()
+    rival = Consumer(
+        {
+            "bootstrap.servers": kafka_bootstrap,
+            "group.id": app_id,
+            "session.timeout.ms": SESSION_TIMEOUT_MS,
+            "enable.auto.commit": False,
+            "partition.assignment.strategy": "cooperative-sticky",
+        }
+    )
+    try:
+        rival.subscribe([topics.events])
+        wait_until(lambda: bool(rival.poll(0.2) or rival.assignment()), 30, "the rival's join")
+        worker = Worker(
+            _worker_env(kafka_bootstrap, topics, app_id, "kafka"),
+            tmp_path / "a",
+            tmp_path / "a.log",
+        )
+        with _killed_on_exit(worker):
+            deadline = time.monotonic() + 2 * SESSION_TIMEOUT_MS / 1000 + 5 + 45
+            while worker.proc.poll() is None and time.monotonic() < deadline:
+                rival.poll(0.2)  # stays in the group
+            assert worker.proc.wait(5) == 2, worker.output
+    finally:
+        rival.close()
+    assert "the two engines cannot share a group" in worker.output
+    assert "Inconsistent group protocol" in worker.output  # the join was tried, and refused
+    assert "Traceback" not in worker.output
