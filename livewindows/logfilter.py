@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 
-__all__ = ["RepeatedLines"]
+__all__ = ["RepeatedLines", "hold_back_repeated_lines"]
 
 _OWN = "livewindows"
 _OWN_LIBRARY_SUFFIX = ".librdkafka"  # librdkafka's lines, logged under livewindows' names
@@ -52,3 +52,9 @@ class RepeatedLines(logging.Filter):
             self._seen.clear()  # bounded: at worst a line passes once more
         self._seen[key] = (now, 0)
         return True
+
+
+def hold_back_repeated_lines(logger: logging.Logger | None = None) -> None:
+    """Put a `RepeatedLines` filter on each handler of `logger` (the root logger)."""
+    for handler in (logger or logging.getLogger()).handlers:
+        handler.addFilter(RepeatedLines())

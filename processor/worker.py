@@ -21,7 +21,7 @@ import faust
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from livewindows.logfilter import RepeatedLines
+from livewindows.logfilter import hold_back_repeated_lines
 from livewindows.settings import ConfigError, Settings
 from processor.app import FATAL_EXIT_CODE, create_app, exit_now
 from processor.datadir import DataDirInUse, mark_clean, open_data_dir, transactional_id
@@ -194,8 +194,7 @@ def _configure_logging() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(RepeatedLines())
+    hold_back_repeated_lines()
     logging.getLogger("livewindows").setLevel(logging.INFO)
 
 

@@ -38,6 +38,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("livewindows.producer.kafka")
+# librdkafka's own reports (its log lines and its transient errors), which repeat
+# while a broker is unreachable; `serve` holds back repeats of these.
+library_log = logging.getLogger("livewindows.producer.librdkafka")
 
 # Seconds between polls of librdkafka on the loop: while records are in flight
 # (a delivery report waits at most this long), and otherwise (errors, logs).
@@ -118,7 +121,7 @@ class KafkaPublisher:
             **producer_config(bootstrap_servers, publish_timeout_ms),
             "error_cb": self._on_error,
             # librdkafka's own log lines go through `logging`, not straight to stderr.
-            "logger": logging.getLogger("livewindows.producer.librdkafka"),
+            "logger": library_log,
             **(overrides or {}),
         }
         self._producer: Producer | None = None
@@ -196,7 +199,7 @@ class KafkaPublisher:
             self.fatal_error = error.str()
             log.critical("kafka producer failed for good, restart needed: %s", error.str())
         else:
-            log.warning("kafka: %s", error.str())
+            library_log.warning("kafka: %s", error.str())
 
     def _poll(self) -> None:
         """On the loop: serve librdkafka's callbacks without waiting, settle, re-arm."""

@@ -20,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from livewindows.logfilter import hold_back_repeated_lines
 from livewindows.settings import ConfigError, Settings
 from producer import auth
 from producer.app import create_app
@@ -67,6 +68,9 @@ def serve_command(args: argparse.Namespace, settings: Settings) -> int:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
         )
+        # While Kafka is down librdkafka reports each reconnect attempt, twice (its
+        # log line and the error callback): a repeat shows once per 10 s, counted.
+        hold_back_repeated_lines()
     host, port = args.host, args.port
     app = create_app(settings)
     # What start-up made (modules, app, settings) lives as long as the process:

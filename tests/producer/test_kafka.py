@@ -13,8 +13,10 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
@@ -183,14 +185,7 @@ def test_serve_and_send_test_events_end_to_end(
     }
     env.pop("CF_WEBHOOK_SECRET", None)
     command = [sys.executable, "-m", "livewindows.cli"]
-    server = subprocess.Popen(
-        [*command, "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        _wait_healthy(f"http://127.0.0.1:{port}/healthz", server)
+    with _serve_process(env, port) as server:
         for provider in ("cloudflare", "fastpix", "gjirafa"):
             sent = subprocess.run(
                 [
@@ -214,10 +209,6 @@ def test_serve_and_send_test_events_end_to_end(
             metrics = answer.read().decode()
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=20) == 0
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
     log = server.stdout.read().decode() if server.stdout else ""
     keys = [r.key for r in read_all(kafka_bootstrap, topic)]
     assert {k: keys.count(k) for k in set(keys)} == {
@@ -240,6 +231,25 @@ def test_serve_and_send_test_events_end_to_end(
     assert not any(secret in log for secret in ("e2e-token-one", "e2e-gjirafa-token"))
 
 
+@contextmanager
+def _serve_process(env: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """`livewindows serve` on `port` once it answers; killed on the way out if still up."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "livewindows.cli", "serve", "--host", "127.0.0.1", "--port",
+         str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        _wait_healthy(f"http://127.0.0.1:{port}/healthz", server)
+        yield server
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+
 def _wait_healthy(url: str, server: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -251,3 +261,47 @@ def _wait_healthy(url: str, server: subprocess.Popen[bytes]) -> None:
         except OSError:
             time.sleep(0.2)
     pytest.fail("serve did not answer /healthz within 30 s")
+
+
+def test_serve_logs_a_kafka_outage_without_flooding_and_still_stops(
+    lone_broker: KafkaCluster,
+) -> None:
+    """While Kafka is down librdkafka reports every reconnect attempt twice (its log
+    line and the error callback), ~2 lines a second: `serve` shows a repeat once per
+    10 s, answers 503, and SIGTERM still stops it."""
+    admin = AdminClient({"bootstrap.servers": lone_broker.bootstrap})
+    admin.create_topics([NewTopic("events", 1, 1)])["events"].result(30)
+    del admin  # a client left here would log the outage to the test's stderr
+    [port] = free_ports(1)
+    settings = seeds.settings(gjirafa_webhook_token="outage-gjirafa-token")
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": lone_broker.bootstrap,
+        "EVENTS_TOPIC": "events",
+        "PUBLISH_TIMEOUT_MS": "2000",
+        "VIDEO_EVENTS_TOKEN": "outage-token",
+        "FASTPIX_WEBHOOK_SECRET": base64.b64encode(b"outage fastpix key").decode(),
+        "GJIRAFA_WEBHOOK_TOKEN": "outage-gjirafa-token",
+    }
+    env.pop("CF_WEBHOOK_SECRET", None)
+    with _serve_process(env, port) as server:
+        lone_broker.stop_node(0)
+        time.sleep(25)
+        [request] = sample_requests("gjirafa", "in-outage", settings, START_MS)[:1]
+        asked = urllib.request.Request(
+            f"http://127.0.0.1:{port}{request.path}",
+            data=request.body,
+            headers=dict(request.headers),
+            method="POST",
+        )
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(asked, timeout=10)
+        assert answer.value.code == 503
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+    log = server.stdout.read().decode() if server.stdout else ""
+    print(log)
+    attempts = [line for line in log.splitlines() if "Connect to" in line]
+    assert 2 <= len(attempts) <= 10, len(attempts)  # unfiltered: ~50 in these 25 s
+    assert "identical lines held back" in log
+    assert "Traceback" not in log
