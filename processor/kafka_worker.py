@@ -88,7 +88,7 @@ log = logging.getLogger("livewindows.worker")
 BATCH_RECORDS = 5000
 POLL_TIMEOUT_S = 0.05
 _TIMEOUT_S = 30.0  # transaction calls and metadata requests
-_WAIT_S = 1.0  # one wait of a retried transaction call
+_WAIT_S = 1.0  # one wait of a transaction call that is made again until it succeeds
 _STATS_INTERVAL_S = 30.0
 # The changelog is compacted, and only closed segments are: with Kafka's default
 # 1 GiB segments a partition is never compacted below ~1 GiB of history, and a
@@ -332,11 +332,18 @@ class KafkaWorker:
         self._retrying(producer.commit_transaction)
 
     def _retrying(self, call: Callable[[float], object]) -> None:
-        """`call(timeout)` until it succeeds; a retriable failure (a broker outage) is retried."""
+        """`call(timeout)` until it succeeds; a retriable failure (a broker outage) is retried.
+
+        Each call waits at most `_WAIT_S`, then is made again (librdkafka resumes a
+        timed-out transaction call): a commit waits for every record of the batch,
+        and once one is refused the transaction can only be aborted, which a
+        waiting commit reported only at the end of its timeout (30 s, measured by
+        the abort test); a new call reports it at once.
+        """
         warned_at = time.monotonic()
         while True:
             try:
-                self._interruptible(lambda: call(_TIMEOUT_S))
+                self._interruptible(lambda: call(_WAIT_S))
                 return
             except KafkaException as exc:
                 error: KafkaError = exc.args[0]

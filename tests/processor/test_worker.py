@@ -561,6 +561,15 @@ def _dead_letters(
     ]
 
 
+def _log_time(line: str) -> float:
+    """Seconds of the day of a worker log line ("2026-11-23 19:11:22,478 ..."); 0 if none."""
+    found = re.match(r"\d{4}-\d\d-\d\d (\d\d):(\d\d):(\d\d),(\d{3}) ", line)
+    if found is None:
+        return 0.0
+    hours, minutes, seconds, millis = (int(part) for part in found.groups())
+    return hours * 3600 + minutes * 60 + seconds + millis / 1000
+
+
 def _set_topic_config(bootstrap: str, topic: str, name: str, value: str) -> None:
     from confluent_kafka.admin import (
         AdminClient,
@@ -610,6 +619,16 @@ def test_kafka_engine_aborts_a_refused_batch_and_writes_it_exactly_once_later(
         assert worker.stop() == 0
     expected = _assert_same_windows_as_the_core(kafka_bootstrap, topics)
     assert len(read_all(kafka_bootstrap, topics.windows)) == len(expected)  # no copies
+    # Each abort follows librdkafka's report of the failed transaction within a few
+    # seconds: a commit waiting out its whole timeout took 30 s to notice one.
+    failed_at: float | None = None
+    for line in worker.output.splitlines():
+        stamp = _log_time(line)
+        if "TXNERR" in line and failed_at is None:
+            failed_at = stamp
+        elif "transaction aborted" in line:
+            assert failed_at is not None and stamp - failed_at < 5, line
+            failed_at = None
 
 
 def test_kafka_engine_changelog_is_compacted_in_small_segments(
