@@ -135,8 +135,7 @@ def _guard_join(app: faust.App, admin: AdminClient, group_id: str, patience: flo
             held = held_by(admin, group_id)
             if not assigned.is_set() and held_by_other_engine("faust", held):
                 problem = GroupHeldByOtherEngine(group_id, "faust", held)
-                log.critical("not assigned any partition: %s", problem)
-                print(f"livewindows: {problem}", file=sys.stderr)
+                print(f"livewindows: not assigned any partition: {problem}", file=sys.stderr)
                 exit_now(2)
             wait_s = _JOIN_RECHECK_S
 
