@@ -26,6 +26,7 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy producer processor schemas livewindows
 
 bench: setup

@@ -301,9 +301,7 @@ class Profiler:
                 "--format", "raw", "--nonblocking", "-o", str(out)]  # fmt: skip
         if idle:
             argv.append("--idle")
-        self.process = subprocess.Popen(
-            argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def summary(self, top: int = 12) -> dict[str, Any] | None:
         if self.process is None:
@@ -385,9 +383,13 @@ def machine() -> dict[str, Any]:
     with contextlib.suppress(Exception):
         from livewindows.kafka.runtime import java_executable
 
-        shown = subprocess.run(
-            [java_executable(), "-version"], capture_output=True, text=True, timeout=30
-        ).stderr.strip().splitlines()
+        shown = (
+            subprocess.run(
+                [java_executable(), "-version"], capture_output=True, text=True, timeout=30
+            )
+            .stderr.strip()
+            .splitlines()
+        )
         java = shown[0] if shown else java
     faust_version = "unknown"
     with contextlib.suppress(Exception):

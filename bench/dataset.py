@@ -164,7 +164,12 @@ def _plan(spec: Spec) -> tuple[list[_Planned], list[tuple[str, str]]]:
             retry_ms = first.received_ms + rng.randint(1_000, 10_000)
             planned.append(
                 _Planned(
-                    retry_ms, order, n, first.occurred_ms, first.kind, first.event_type,
+                    retry_ms,
+                    order,
+                    n,
+                    first.occurred_ms,
+                    first.kind,
+                    first.event_type,
                     first.event_id,
                 )
             )

@@ -197,9 +197,7 @@ def _phase(
     try:
         time.sleep(3.0)  # requests are built, the schedule is running
         count = max(1, int((duration_s - 4.0) / probe_every_s))
-        probes = asyncio.run(
-            _probes(ctx, base_url, consumer, label, count, probe_every_s, wait_s)
-        )
+        probes = asyncio.run(_probes(ctx, base_url, consumer, label, count, probe_every_s, wait_s))
         _out, errors = load.communicate(timeout=duration_s + 120)
     finally:
         if load.poll() is None:

@@ -188,8 +188,9 @@ class _Pool:
         else:
             self._idle.append(connection)
 
-    def completed(self, connection: _Connection, status: str, started: float,
-                  scheduled: float | None) -> None:
+    def completed(
+        self, connection: _Connection, status: str, started: float, scheduled: float | None
+    ) -> None:
         self._on_done(status, started, scheduled, self.loop.time())
         self._release(connection)
 
@@ -217,7 +218,8 @@ def _raw_requests(spec: LoadSpec, requests: list[Request]) -> list[bytes]:
         headers = "".join(f"{name}: {value}\r\n" for name, value in request.headers.items())
         out.append(
             f"POST {request.path} HTTP/1.1\r\nHost: {host}\r\n{headers}"
-            f"Content-Length: {len(request.body)}\r\n\r\n".encode() + request.body
+            f"Content-Length: {len(request.body)}\r\n\r\n".encode()
+            + request.body
         )
     return out
 

@@ -56,7 +56,7 @@ def events_dataset(ctx: Context) -> Filled:
     if isinstance(filled, Filled):
         return filled
     spec = dataset_spec(ctx)
-    topic, = ctx.topics("events", partitions=spec.partitions)
+    (topic,) = ctx.topics("events", partitions=spec.partitions)
     say(f"pre-filling {topic} with {spec.events:,} events over {spec.inputs:,} inputs")
     began = time.monotonic()
     filled = fill(ctx.bootstrap, topic, spec)
@@ -73,7 +73,7 @@ def plain_loop(ctx: Context, filled: Filled) -> dict[str, Any]:
     cached = ctx.cache.get("plainloop")
     if isinstance(cached, dict):
         return cached
-    output_topic, = ctx.topics("plainloop-windows")
+    (output_topic,) = ctx.topics("plainloop-windows")
     spec = {
         "bootstrap": ctx.bootstrap,
         "topic": filled.topic,

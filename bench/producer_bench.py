@@ -46,7 +46,7 @@ def run(ctx: Context) -> Result:
     warmup_s = 0.5 if ctx.quick else 1.0
     saturation_s = 1.0 if ctx.quick else 10.0
     connections = 64
-    events_topic, = ctx.topics("producer-events")
+    (events_topic,) = ctx.topics("producer-events")
     wrk_path = wrk.find_wrk()
     result = Result(NAME)
     result.parameters = {
@@ -208,7 +208,7 @@ def _event_payloads(ctx: Context, path: Path) -> float:
 def _producer_performance(ctx: Context) -> dict[str, Any]:
     from livewindows.kafka.runtime import java_command
 
-    topic, = ctx.topics("producer-perf")
+    (topic,) = ctx.topics("producer-perf")
     payloads = ctx.work_dir / "event-payloads.txt"
     mean_size = _event_payloads(ctx, payloads)
     records = 10_000 if ctx.quick else 500_000

@@ -67,9 +67,7 @@ def run(ctx: Context) -> Result:
         Row("records/s vs fetching alone", rate, "/s", "consume-only loop",
             consume_only["records_per_s"])
     )  # fmt: skip
-    result.rows.append(
-        Row("records/s incl. start-up", found["records_per_s_wall"], "/s")
-    )
+    result.rows.append(Row("records/s incl. start-up", found["records_per_s_wall"], "/s"))
     records, windows = found["records"], found["windows"]
     if baseline["windows"] != windows and abs(records - baseline["records"]) == 0:
         result.notes.append(f"replay wrote {windows} windows, the plain loop {baseline['windows']}")
@@ -85,7 +83,7 @@ def _replay(
     ctx: Context, events_topic: str, label: str, *extra: str, profile: bool = False
 ) -> dict[str, Any]:
     """One `livewindows replay --from-beginning` into a new topic; its own figures."""
-    output, = ctx.topics(f"{label}-windows")
+    (output,) = ctx.topics(f"{label}-windows")
     env = ctx.env(EVENTS_TOPIC=events_topic, WINDOW_GRACE_MS=str(GRACE_MS),
                   RECONNECT_WINDOW_S=str(RECONNECT_WINDOW_S))  # fmt: skip
     argv = [sys.executable, "-m", "livewindows.cli", "replay", "--from-beginning",

@@ -104,9 +104,13 @@ def saturate(
     for request in requests:
         headers = "".join(f"{name}: {value}\r\n" for name, value in request.headers.items())
         raw += (
-            f"POST {request.path} HTTP/1.1\r\nHost: {host}\r\n{headers}"
-            f"Content-Length: {len(request.body)}\r\n\r\n"
-        ).encode() + request.body + b"\0"
+            (
+                f"POST {request.path} HTTP/1.1\r\nHost: {host}\r\n{headers}"
+                f"Content-Length: {len(request.body)}\r\n\r\n"
+            ).encode()
+            + request.body
+            + b"\0"
+        )
     requests_path = work_dir / "wrk-requests.bin"
     requests_path.write_bytes(bytes(raw))
     script = work_dir / "wrk-webhooks.lua"
