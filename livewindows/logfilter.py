@@ -54,7 +54,7 @@ class RepeatedLines(logging.Filter):
         return True
 
 
-def hold_back_repeated_lines(logger: logging.Logger | None = None) -> None:
-    """Put a `RepeatedLines` filter on each handler of `logger` (the root logger)."""
-    for handler in (logger or logging.getLogger()).handlers:
+def hold_back_repeated_lines() -> None:
+    """Put a `RepeatedLines` filter on each handler of the root logger."""
+    for handler in logging.getLogger().handlers:
         handler.addFilter(RepeatedLines())

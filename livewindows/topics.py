@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -14,6 +15,8 @@ if TYPE_CHECKING:
     from confluent_kafka.admin import AdminClient
 
 REACH_TIMEOUT_S = 10.0
+
+log = logging.getLogger("livewindows.topics")
 
 
 class TopicsError(Exception):
@@ -68,6 +71,58 @@ def ensure_topics(
                 raise TopicsError(f"cannot create topic {name}: {exc}") from None
     _wait_for_leaders(admin, list(names), timeout_s)
     return created
+
+
+def adopt_topic_config(
+    bootstrap: str, topic: str, config: Mapping[str, str], *, timeout_s: float = 30.0
+) -> dict[str, str]:
+    """Give an existing topic the settings of `config` it only has from the broker's
+    defaults; returns what was set.
+
+    For a topic created before `config` was given to `ensure_topics` (a changelog
+    with Kafka's 1 GiB segments, which compaction never reaches). A setting made on
+    the topic itself is the operator's, and stays. Failing to read or alter (an ACL,
+    say) is a warning, never a reason not to start.
+    """
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import (  # type: ignore[attr-defined]
+        AdminClient,
+        AlterConfigOpType,
+        ConfigEntry,
+        ConfigResource,
+        ConfigSource,
+        ResourceType,
+    )
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    resource = ConfigResource(ResourceType.TOPIC, topic)
+    try:
+        entries = admin.describe_configs([resource])[resource].result(timeout_s)
+        wanted = {
+            name: value
+            for name, value in config.items()
+            if name in entries
+            and entries[name].source != ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+            and entries[name].value != value
+        }
+        if wanted:
+            changes = [
+                ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
+                for name, value in wanted.items()
+            ]
+            altered = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=changes)
+            for future in admin.incremental_alter_configs([altered]).values():
+                future.result(timeout_s)
+    except KafkaException as exc:
+        log.warning("topic %s: could not check or update its settings: %s", topic, exc)
+        return {}
+    if wanted:
+        log.info(
+            "topic %s: set %s (it had the broker's defaults)",
+            topic,
+            ", ".join(f"{name}={value}" for name, value in wanted.items()),
+        )
+    return wanted
 
 
 def _wait_for_leaders(admin: AdminClient, names: list[str], timeout_s: float) -> None:

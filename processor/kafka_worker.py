@@ -53,17 +53,9 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import (  # type: ignore[attr-defined]
-    AdminClient,
-    AlterConfigOpType,
-    ConfigEntry,
-    ConfigResource,
-    ConfigSource,
-    ResourceType,
-)
 
 from livewindows.settings import ConfigError, Settings
-from livewindows.topics import ensure_topics
+from livewindows.topics import adopt_topic_config, ensure_topics
 from processor.changelog import (
     Position,
     StoredPartition,
@@ -630,7 +622,8 @@ class KafkaWorker:
             CHANGELOG_CONFIG,
         )
         if not created[self._changelog]:
-            adopt_changelog_config(settings.kafka_bootstrap_servers, self._changelog)
+            # One from an earlier version may have the broker's 1 GiB segments.
+            adopt_topic_config(settings.kafka_bootstrap_servers, self._changelog, CHANGELOG_CONFIG)
         topic = self._consumer.list_topics(self._changelog, timeout=_TIMEOUT_S).topics[
             self._changelog
         ]
@@ -639,46 +632,6 @@ class KafkaWorker:
                 f"changelog topic {self._changelog} has {len(topic.partitions)} partitions, "
                 f"the events topic {self._partition_count}: they must match"
             )
-
-
-def adopt_changelog_config(bootstrap: str, topic: str) -> dict[str, str]:
-    """Give an existing changelog the settings of `CHANGELOG_CONFIG` it only has from
-    the broker's defaults; returns what was set.
-
-    A changelog created before those settings existed has Kafka's 1 GiB segments,
-    which compaction never reaches. A setting made on the topic itself is the
-    operator's, and stays. Failing to read or alter (an ACL, say) is a warning,
-    never a reason not to start.
-    """
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
-    resource = ConfigResource(ResourceType.TOPIC, topic)
-    try:
-        entries = admin.describe_configs([resource])[resource].result(_TIMEOUT_S)
-        wanted = {
-            name: value
-            for name, value in CHANGELOG_CONFIG.items()
-            if name in entries
-            and entries[name].source != ConfigSource.DYNAMIC_TOPIC_CONFIG.value
-            and entries[name].value != value
-        }
-        if wanted:
-            changes = [
-                ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
-                for name, value in wanted.items()
-            ]
-            altered = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=changes)
-            for future in admin.incremental_alter_configs([altered]).values():
-                future.result(_TIMEOUT_S)
-    except KafkaException as exc:
-        log.warning("changelog %s: could not check or update its settings: %s", topic, exc)
-        return {}
-    if wanted:
-        log.info(
-            "changelog %s: set %s (it had the broker's defaults)",
-            topic,
-            ", ".join(f"{name}={value}" for name, value in wanted.items()),
-        )
-    return wanted
 
 
 def _abort_pause_s(aborts_before: int) -> float:

@@ -307,10 +307,8 @@ def replay_partitions(
 def _local_progress(
     consumer: Consumer, progress: Progress, ranges: dict[int, tuple[int, int]]
 ) -> Report:
-    starts = {p: begin for p, (begin, _end) in ranges.items()}
-
     def report(summary: ReplaySummary, _consumer: Consumer, ends: dict[int, int]) -> None:
-        progress(summary, records_left(consumer, ends, starts))
+        progress(summary, records_left(consumer, ends, ranges))
 
     return report
 
@@ -387,16 +385,18 @@ def _produce(
             producer.poll(0.1)
 
 
-def records_left(consumer: Consumer, ends: dict[int, int], starts: dict[int, int]) -> int:
-    """Records still to replay: from each partition's position (its start offset
-    until the first fetch) to its end."""
+def records_left(
+    consumer: Consumer, ends: dict[int, int], ranges: dict[int, tuple[int, int]]
+) -> int:
+    """Records still to replay: from each partition's position (its start offset in
+    `ranges` until the first fetch) to its end in `ends` (partitions not done yet)."""
     if not ends:
         return 0
     total = 0
     for tp in consumer.position(consumer.assignment()):
         end = ends.get(tp.partition)
         if end is not None:
-            at = tp.offset if tp.offset >= 0 else starts[tp.partition]
+            at = tp.offset if tp.offset >= 0 else ranges[tp.partition][0]
             total += max(0, end - at)
     return total
 

@@ -248,10 +248,9 @@ def _replay_job(spec: JobSpec, conn: Connection) -> Counts:
         )
 
     def report(summary: ReplaySummary, consumer: Consumer, ends: dict[int, int]) -> None:
-        conn.send(("progress", counts(summary), records_left(consumer, ends, starts)))
+        conn.send(("progress", counts(summary), records_left(consumer, ends, ranges)))
 
     ranges = {p: (start, end) for p, start, end in spec.ranges}
-    starts = {p: start for p, (start, _end) in ranges.items()}
     consumer = Consumer(consumer_config(spec.bootstrap))
     try:
         assign_ranges(consumer, spec.events_topic, ranges)

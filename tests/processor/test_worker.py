@@ -666,7 +666,11 @@ def test_an_earlier_changelog_gets_small_segments_and_an_operators_setting_stays
     setting someone made on the topic itself."""
     from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
-    from processor.kafka_worker import CHANGELOG_CONFIG, adopt_changelog_config
+    from livewindows.topics import adopt_topic_config
+    from processor.kafka_worker import CHANGELOG_CONFIG
+
+    def adopt_changelog_config(bootstrap: str, topic: str) -> dict[str, str]:
+        return adopt_topic_config(bootstrap, topic, CHANGELOG_CONFIG)
 
     earlier, tuned = f"changelog-{uuid.uuid4().hex[:12]}", f"changelog-{uuid.uuid4().hex[:12]}"
     ensure_topics(kafka_bootstrap, [earlier], 1, 1, {"cleanup.policy": "compact"})
