@@ -81,10 +81,11 @@ def adopt_topic_config(
 
     For a topic created before `config` was given to `ensure_topics` (a changelog
     with Kafka's 1 GiB segments, which compaction never reaches). A setting made on
-    the topic itself is the operator's, and stays. Failing to read or alter (an ACL,
-    say) is a warning, never a reason not to start.
+    the topic itself is the operator's, and stays. A topic that does not exist yet
+    is left to its creator. Failing to read or alter (an ACL, say) is a warning,
+    never a reason not to start.
     """
-    from confluent_kafka import KafkaException
+    from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import (  # type: ignore[attr-defined]
         AdminClient,
         AlterConfigOpType,
@@ -114,6 +115,8 @@ def adopt_topic_config(
             for future in admin.incremental_alter_configs([altered]).values():
                 future.result(timeout_s)
     except KafkaException as exc:
+        if exc.args and exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+            return {}  # not created yet: whoever creates it gives it `config`
         log.warning("topic %s: could not check or update its settings: %s", topic, exc)
         return {}
     if wanted:

@@ -30,6 +30,7 @@ import orjson
 from processor.windows import InputState
 
 __all__ = [
+    "CHANGELOG_CONFIG",
     "TABLE_NAME",
     "WAL_PART_BYTES",
     "Position",
@@ -47,6 +48,16 @@ __all__ = [
 ]
 
 TABLE_NAME = "state"
+
+# The changelog topic's settings, whichever engine creates it. It is compacted,
+# and only closed segments are: with Kafka's default 1 GiB segments a partition is
+# never compacted below ~1 GiB of history, and a restart (state is restored from
+# the changelog) reads all of it. Small segments keep it near the live state's size.
+CHANGELOG_CONFIG = {
+    "cleanup.policy": "compact",
+    "segment.bytes": str(64 * 1024 * 1024),
+    "segment.ms": str(60 * 60 * 1000),
+}
 
 # Bookkeeping keys start with "~": an input key starts with its provider's name.
 _POSITION = "~position"

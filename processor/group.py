@@ -21,6 +21,7 @@ from livewindows.settings import ConfigError
 
 __all__ = [
     "FAUST_ASSIGNOR",
+    "KAFKA_ENGINE_ASSIGNORS",
     "GroupHeldByOtherEngine",
     "held_by",
     "held_by_other_engine",
@@ -31,17 +32,28 @@ __all__ = [
 log = logging.getLogger("livewindows.worker")
 
 FAUST_ASSIGNOR = "faust"
+# librdkafka's default partition.assignment.strategy, which the kafka engine keeps.
+KAFKA_ENGINE_ASSIGNORS = ("range", "roundrobin")
 
 
 class GroupHeldByOtherEngine(ConfigError):
-    """Members of the other engine hold the worker's consumer group."""
+    """Members the worker cannot join hold its consumer group: the other engine's
+    workers, or (the kafka engine's join refused) consumers that are neither's."""
 
     def __init__(self, group_id: str, engine: str, assignor: str) -> None:
         other = "faust" if engine == "kafka" else "kafka"
+        ours = assignor == FAUST_ASSIGNOR or assignor in KAFKA_ENGINE_ASSIGNORS
+        if ours or not assignor:
+            holders = f"workers of the {other} engine (assignor {assignor!r})"
+            reason = "the two engines cannot share a group"
+            remedy = "stop those workers first"
+        else:
+            holders = f"consumers with assignor {assignor!r}, not livewindows workers"
+            reason = f"the {engine} engine cannot join them"
+            remedy = "stop those consumers first"
         super().__init__(
-            f"consumer group {group_id} (PROCESSOR_APP_ID) is held by workers of the "
-            f"{other} engine (assignor {assignor!r}); the two engines cannot share a "
-            f"group: stop those workers first, or use another PROCESSOR_APP_ID"
+            f"consumer group {group_id} (PROCESSOR_APP_ID) is held by {holders}; "
+            f"{reason}: {remedy}, or use another PROCESSOR_APP_ID"
         )
 
 

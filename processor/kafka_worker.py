@@ -53,10 +53,12 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
+from confluent_kafka.admin import AdminClient
 
 from livewindows.settings import ConfigError, Settings
 from livewindows.topics import adopt_topic_config, ensure_topics
 from processor.changelog import (
+    CHANGELOG_CONFIG,
     Position,
     StoredPartition,
     changelog_topic,
@@ -67,7 +69,7 @@ from processor.changelog import (
 )
 from processor.codec import dead_letter_headers, decode, encode_output, encode_tick
 from processor.counts import Counts
-from processor.group import FAUST_ASSIGNOR, GroupHeldByOtherEngine, patience_s
+from processor.group import FAUST_ASSIGNOR, GroupHeldByOtherEngine, held_by, patience_s
 from processor.windows import Config, InputState, Output, PartitionState, process
 from schemas.timestamps import format_ms
 
@@ -82,15 +84,6 @@ POLL_TIMEOUT_S = 0.05
 _TIMEOUT_S = 30.0  # transaction calls and metadata requests
 _WAIT_S = 1.0  # one wait of a transaction call that is made again until it succeeds
 _STATS_INTERVAL_S = 30.0
-# The changelog is compacted, and only closed segments are: with Kafka's default
-# 1 GiB segments a partition is never compacted below ~1 GiB of history, and a
-# restart (state is restored from the changelog) reads all of it. Small segments
-# keep it near the live state's size.
-CHANGELOG_CONFIG = {
-    "cleanup.policy": "compact",
-    "segment.bytes": str(64 * 1024 * 1024),
-    "segment.ms": str(60 * 60 * 1000),
-}
 # Pause before running an aborted batch again: doubles per abort in a row, so a
 # lasting refusal (a topic's config, an ACL) is retried without flooding the log.
 _ABORT_PAUSE_FIRST_S = 0.5
@@ -443,9 +436,10 @@ class KafkaWorker:
             if self._refused_since is None:
                 self._refused_since = now
             elif now - self._refused_since >= self._group_patience_s:
-                raise GroupHeldByOtherEngine(
-                    self._settings.processor_app_id, "kafka", FAUST_ASSIGNOR
-                )
+                group_id = self._settings.processor_app_id
+                admin = AdminClient({"bootstrap.servers": self._settings.kafka_bootstrap_servers})
+                assignor = held_by(admin, group_id) or FAUST_ASSIGNOR
+                raise GroupHeldByOtherEngine(group_id, "kafka", assignor)
         log.warning("consumer: %s", error.str())
 
     def _tick(self) -> None:

@@ -18,6 +18,7 @@ from faust.types import CodecArg, RecordMetadata
 from faust.types.tuples import FutureMessage
 
 from processor.changelog import (
+    CHANGELOG_CONFIG,
     TABLE_NAME,
     WAL_PART_BYTES,
     Position,
@@ -66,6 +67,7 @@ class StateTable(faust.Table[bytes, bytes]):
             key_type=bytes,  # bytes means the "raw" codec, both ways
             value_type=bytes,
             beacon=app.tables.beacon,
+            extra_topic_configs=CHANGELOG_CONFIG,  # when Faust creates the changelog
         )
         self._unconfirmed: list[Awaitable[RecordMetadata]] = []
 

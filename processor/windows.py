@@ -332,9 +332,10 @@ def process(
         state.watermark_ms = watermark_ms = received_ms
     agenda, buckets, due = state._agenda, state._buckets, state._due
     # Release the inputs whose deadline has come: earliest deadline first, and by
-    # key within a deadline. Keys whose deadline has since moved are skipped.
-    # Rescheduling during the loop may add a deadline that is already due: the
-    # loop condition sees it.
+    # key within a deadline. Keys whose deadline has since moved are skipped. A
+    # released input's next deadline is always after the watermark (what is left in
+    # its buffer, or a time-out not yet due), so the loop never reschedules into
+    # the deadlines it is draining.
     while agenda and agenda[0] <= watermark_ms:
         deadline_ms = heapq.heappop(agenda)
         keys = buckets.pop(deadline_ms)

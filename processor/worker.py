@@ -23,7 +23,9 @@ from confluent_kafka.admin import AdminClient
 
 from livewindows.logfilter import hold_back_repeated_lines
 from livewindows.settings import ConfigError, Settings
+from livewindows.topics import adopt_topic_config
 from processor.app import FATAL_EXIT_CODE, create_app, exit_now
+from processor.changelog import CHANGELOG_CONFIG, changelog_topic
 from processor.datadir import DataDirInUse, mark_clean, open_data_dir, transactional_id
 from processor.group import (
     GroupHeldByOtherEngine,
@@ -62,6 +64,13 @@ def worker_command(args: argparse.Namespace, settings: Settings) -> int:
             open_data_dir(data_dir)
             txn_id = transactional_id(data_dir, settings.processor_app_id)
         else:
+            # Faust creates the changelog with CHANGELOG_CONFIG but never alters
+            # one that exists: an earlier version's has the broker's 1 GiB segments.
+            adopt_topic_config(
+                settings.kafka_bootstrap_servers,
+                changelog_topic(settings.processor_app_id),
+                CHANGELOG_CONFIG,
+            )
             log.info("engine faust: joining consumer group %s", settings.processor_app_id)
             app = create_app(settings, data_dir, partitions=partitions)
     except KafkaUnavailable as exc:

@@ -36,6 +36,17 @@ def test_the_refusal_is_a_configuration_error_that_says_what_to_do() -> None:
     assert "stop those workers first, or use another PROCESSOR_APP_ID" in str(refusal)
 
 
+def test_the_refusal_names_consumers_of_neither_engine_as_such() -> None:
+    refusal = str(GroupHeldByOtherEngine("billing-workers", "kafka", "cooperative-sticky"))
+    assert "held by consumers with assignor 'cooperative-sticky', not livewindows workers" in (
+        refusal
+    )
+    assert "engine" not in refusal.split(";")[0]  # not taken for the Faust engine's workers
+    assert "stop those consumers first, or use another PROCESSOR_APP_ID" in refusal
+    faust_side = str(GroupHeldByOtherEngine("billing-workers", "faust", "range"))
+    assert "workers of the kafka engine (assignor 'range')" in faust_side
+
+
 def test_the_other_engine_may_hold_the_group_for_two_session_timeouts_and_a_margin() -> None:
     assert patience_s(10_000) == 25.0
     assert patience_s(6_000) == 17.0

@@ -9,10 +9,20 @@ from collections import defaultdict
 from collections.abc import Callable
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from livewindows.settings import Settings
-from processor.replay import ReplayFailed, ReplaySummary, StartAt, run_replay
+from processor.replay import (
+    ReplayFailed,
+    ReplaySummary,
+    StartAt,
+    assign_ranges,
+    consumer_config,
+    producer_config,
+    records_left,
+    replay_partitions,
+    run_replay,
+)
 from processor.replay_jobs import run_jobs, split_partitions
 from processor.windows import Config
 from tests.kafkakit import (
@@ -179,6 +189,54 @@ def test_a_failing_job_fails_the_replay_with_one_line(
     assert "failed: Kafka error:" in message
     assert "Invalid topic" in message or "Unknown topic" in message
     assert "\n" not in message
+
+
+@pytest.mark.timeout(120)
+def test_progress_counts_what_is_left_from_the_start_offsets_down_to_zero(
+    kafka_bootstrap: str, make_topics: Callable[..., list[str]]
+) -> None:
+    """The progress line's "left" figure: before the first fetch it is the planned
+    records (from each range's start, not the partition's), and at every report
+    after it the records replayed so far plus those left are the planned total."""
+    events, output = make_topics("events", "replay-out", partitions=2)
+    produce(
+        kafka_bootstrap,
+        events,
+        [
+            event_value(f"in{n % 500}-{n}", "connected", T0 + n, input_id=f"in{n % 500}")
+            for n in range(20_000)
+        ],
+    )
+    ends = {p: high for p, (_low, high) in _watermarks(kafka_bootstrap, events).items()}
+    ranges = {0: (100, ends[0]), 1: (0, ends[1])}
+    planned = ends[0] - 100 + ends[1]
+    consumer = Consumer(consumer_config(kafka_bootstrap))
+    producer = Producer(producer_config(kafka_bootstrap))
+    reports: list[tuple[int, int]] = []
+
+    def report(summary: ReplaySummary, consumer: Consumer, ends: dict[int, int]) -> None:
+        reports.append((summary.records, records_left(consumer, ends, ranges)))
+
+    try:
+        assign_ranges(consumer, events, ranges)
+        assert records_left(consumer, dict(ends), ranges) == planned
+        summary = ReplaySummary()
+        replay_partitions(
+            consumer,
+            producer,
+            output,
+            dict(ends),
+            Config(GRACE_MS, RW_S),
+            summary,
+            report=report,
+            report_every_s=0.0,
+        )
+    finally:
+        consumer.close()
+    assert summary.records == planned
+    assert len([left for _done, left in reports if left > 0]) >= 2, reports  # mid-replay
+    assert all(done + left == planned for done, left in reports), reports
+    assert records_left(consumer, {}, ranges) == 0  # every partition done
 
 
 def _watermarks(bootstrap: str, topic: str) -> dict[int, tuple[int, int]]:

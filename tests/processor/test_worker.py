@@ -29,7 +29,7 @@ import pytest
 
 from livewindows.kafka.launcher import KafkaCluster, free_ports
 from livewindows.topics import ensure_topics
-from processor.changelog import fold
+from processor.changelog import CHANGELOG_CONFIG, fold
 from processor.codec import decode, encode_window
 from processor.tables import (
     Wal,
@@ -631,19 +631,28 @@ def test_kafka_engine_aborts_a_refused_batch_and_writes_it_exactly_once_later(
             assert reported and aborted - max(reported) < 5, line
 
 
-def test_kafka_engine_changelog_is_compacted_in_small_segments(
-    kafka_bootstrap: str, make_topics: Callable[..., list[str]], tmp_path: Path
+@pytest.mark.parametrize("engine_", ["kafka", "faust"])
+@pytest.mark.parametrize("earlier", [False, True], ids=["new", "earlier"])
+def test_a_workers_changelog_is_compacted_in_small_segments(
+    kafka_bootstrap: str,
+    make_topics: Callable[..., list[str]],
+    tmp_path: Path,
+    engine_: str,
+    earlier: bool,
 ) -> None:
     """State is restored from the changelog on every start: its segments must be small
-    enough for compaction to keep it near the state's size (closed segments only)."""
+    enough for compaction to keep it near the state's size (closed segments only),
+    whichever engine created it, and one an earlier version created with the
+    broker's 1 GiB segments gets the small ones."""
     from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
-
-    from processor.kafka_worker import CHANGELOG_CONFIG
 
     topics = _topics(make_topics, partitions=1)
     app_id = _app_id()
+    changelog = changelog_topic(app_id)
+    if earlier:
+        ensure_topics(kafka_bootstrap, [changelog], 1, 1, {"cleanup.policy": "compact"})
     worker = Worker(
-        _worker_env(kafka_bootstrap, topics, app_id, "kafka"),
+        _worker_env(kafka_bootstrap, topics, app_id, engine_),
         tmp_path / "data",
         tmp_path / "worker.log",
     )
@@ -651,23 +660,23 @@ def test_kafka_engine_changelog_is_compacted_in_small_segments(
         worker.wait_for_log("recovery done")
     finally:
         worker.stop()
-    resource = ConfigResource(ResourceType.TOPIC, changelog_topic(app_id))
+    resource = ConfigResource(ResourceType.TOPIC, changelog)
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     configs = admin.describe_configs([resource])[resource].result(30)
     assert {name: configs[name].value for name in CHANGELOG_CONFIG} == CHANGELOG_CONFIG
     assert int(CHANGELOG_CONFIG["segment.bytes"]) <= 128 * 1024 * 1024
+    assert ("set segment.bytes=" in worker.output) == earlier
 
 
 def test_an_earlier_changelog_gets_small_segments_and_an_operators_setting_stays(
-    kafka_bootstrap: str,
+    kafka_bootstrap: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Changelogs created before CHANGELOG_CONFIG had the broker's 1 GiB segments,
     which compaction never reaches: a start gives them the small ones, but leaves a
-    setting someone made on the topic itself."""
+    setting someone made on the topic itself, and one not created yet to its creator."""
     from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
     from livewindows.topics import adopt_topic_config
-    from processor.kafka_worker import CHANGELOG_CONFIG
 
     def adopt_changelog_config(bootstrap: str, topic: str) -> dict[str, str]:
         return adopt_topic_config(bootstrap, topic, CHANGELOG_CONFIG)
@@ -685,6 +694,9 @@ def test_an_earlier_changelog_gets_small_segments_and_an_operators_setting_stays
         "segment.ms": CHANGELOG_CONFIG["segment.ms"]
     }
     assert adopt_changelog_config(kafka_bootstrap, earlier) == {}  # now the topic's own
+    with caplog.at_level("WARNING"):
+        assert adopt_changelog_config(kafka_bootstrap, f"changelog-{uuid.uuid4().hex[:12]}") == {}
+    assert not caplog.records
 
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     for topic, segment_bytes in (
@@ -830,6 +842,8 @@ def test_a_kafka_engine_worker_refused_by_the_group_stops_in_one_line(
             assert worker.proc.wait(5) == 2, worker.output
     finally:
         rival.close()
-    assert "the two engines cannot share a group" in worker.output
+    # The line names who holds the group, asked at that moment: not a Faust worker.
+    assert "held by consumers with assignor 'cooperative-sticky'" in worker.output
+    assert "the kafka engine cannot join them" in worker.output
     assert "Inconsistent group protocol" in worker.output  # the join was tried, and refused
     assert "Traceback" not in worker.output
