@@ -56,7 +56,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 
 from livewindows.settings import ConfigError, Settings
-from livewindows.topics import adopt_topic_config, ensure_topics
+from livewindows.topics import ensure_topics
 from processor.changelog import (
     CHANGELOG_CONFIG,
     Position,
@@ -608,16 +608,13 @@ class KafkaWorker:
         """Create the changelog topic (compacted, one partition per events partition) if
         missing, and wait for its leaders; refuse one whose partition count differs."""
         settings = self._settings
-        created = ensure_topics(
+        ensure_topics(
             settings.kafka_bootstrap_servers,
             [self._changelog],
             self._partition_count,
             settings.topic_replication,
             CHANGELOG_CONFIG,
         )
-        if not created[self._changelog]:
-            # One from an earlier version may have the broker's 1 GiB segments.
-            adopt_topic_config(settings.kafka_bootstrap_servers, self._changelog, CHANGELOG_CONFIG)
         topic = self._consumer.list_topics(self._changelog, timeout=_TIMEOUT_S).topics[
             self._changelog
         ]

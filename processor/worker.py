@@ -60,17 +60,17 @@ def worker_command(args: argparse.Namespace, settings: Settings) -> int:
         partitions = events_partitions(admin, settings)
         patience = patience_s(settings.processor_session_timeout_ms)
         wait_for_group(admin, settings.processor_app_id, engine, patience)
+        # Either engine creates the changelog with CHANGELOG_CONFIG, but neither
+        # alters one that exists: an earlier version's has the broker's 1 GiB segments.
+        adopt_topic_config(
+            settings.kafka_bootstrap_servers,
+            changelog_topic(settings.processor_app_id),
+            CHANGELOG_CONFIG,
+        )
         if engine == "kafka":
             open_data_dir(data_dir)
             txn_id = transactional_id(data_dir, settings.processor_app_id)
         else:
-            # Faust creates the changelog with CHANGELOG_CONFIG but never alters
-            # one that exists: an earlier version's has the broker's 1 GiB segments.
-            adopt_topic_config(
-                settings.kafka_bootstrap_servers,
-                changelog_topic(settings.processor_app_id),
-                CHANGELOG_CONFIG,
-            )
             log.info("engine faust: joining consumer group %s", settings.processor_app_id)
             app = create_app(settings, data_dir, partitions=partitions)
     except KafkaUnavailable as exc:

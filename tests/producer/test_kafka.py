@@ -300,7 +300,6 @@ def test_serve_logs_a_kafka_outage_without_flooding_and_still_stops(
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=30) == 0
     log = server.stdout.read().decode() if server.stdout else ""
-    print(log)
     attempts = [line for line in log.splitlines() if "Connect to" in line]
     assert 2 <= len(attempts) <= 10, len(attempts)  # unfiltered: ~50 in these 25 s
     assert "identical lines held back" in log
