@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
 
@@ -240,8 +240,7 @@ class KafkaCluster:
         path = self.data_dir / "cluster-id"
         if path.is_file():
             return path.read_text().strip()
-        # Kafka cluster ids are 16 random bytes in URL-safe base64 without padding.
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         path.write_text(cluster_id + "\n")
         return cluster_id
 
@@ -291,8 +290,9 @@ class KafkaCluster:
                 "--ignore-formatted",
                 "--config",
                 str(self.node_dir(node) / "server.properties"),
-                "--cluster-id",
-                cluster_id,
+                # One argument with "=": an id that starts with "-" (from a kept
+                # data dir) would otherwise be read as an option.
+                f"--cluster-id={cluster_id}",
             ],
             capture_output=True,
             text=True,
@@ -302,6 +302,18 @@ class KafkaCluster:
         if result.returncode != 0:
             tail = (result.stdout + result.stderr).strip().splitlines()[-1:] or ["no output"]
             raise LauncherError(f"formatting Kafka storage of node {node} failed: {tail[0]}")
+
+
+def new_cluster_id(random_bytes: Callable[[], bytes] = lambda: uuid.uuid4().bytes) -> str:
+    """16 random bytes in URL-safe base64 without padding, as Kafka's own ids.
+
+    Like Kafka's ``Uuid.randomUuid`` it never starts with "-" (1 draw in 64
+    would), which command-line parsers take for an option.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(random_bytes()).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _terminate(processes: Sequence[subprocess.Popen[bytes]], timeout_s: float) -> None:

@@ -16,7 +16,13 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
-from livewindows.kafka.launcher import CONTROLLER_PORT_OFFSET, KafkaCluster, free_ports, port_free
+from livewindows.kafka.launcher import (
+    CONTROLLER_PORT_OFFSET,
+    KafkaCluster,
+    free_ports,
+    new_cluster_id,
+    port_free,
+)
 from livewindows.topics import ensure_topics
 
 CLI = [sys.executable, "-m", "livewindows.cli"]
@@ -73,6 +79,28 @@ def test_three_nodes_keep_accepting_acks_all_writes_with_one_node_down() -> None
         assert _produce(cluster.bootstrap, topic, [b"after"] * 20) == [None] * 20
         pids = cluster.pids()
     assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
+
+
+def test_new_cluster_ids_never_start_with_a_dash() -> None:
+    """One random id in 64 would; kafka-storage then reads it as an option."""
+    draws = iter([b"\xf8" + bytes(15), bytes(16)])
+    assert new_cluster_id(lambda: next(draws)) == "AAAAAAAAAAAAAAAAAAAAAA"
+    assert len(new_cluster_id()) == 22
+
+
+@pytest.mark.kafka
+@pytest.mark.timeout(180)
+def test_a_kept_data_dir_whose_cluster_id_starts_with_a_dash_is_formatted_and_starts(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "cluster-id").write_text("-AbcDefGhiJklMnoPqrStu\n")
+    ports = free_ports(2)
+    with KafkaCluster(ports[:1], controller_ports=ports[1:], data_dir=tmp_path) as cluster:
+        topic = f"dash-{uuid.uuid4().hex[:8]}"
+        ensure_topics(cluster.bootstrap, [topic], 1, 1)
+        assert _produce(cluster.bootstrap, topic, [b"ok"]) == [None]
+    meta = (tmp_path / "node-0" / "data" / "meta.properties").read_text()
+    assert "cluster.id=-AbcDefGhiJklMnoPqrStu" in meta
 
 
 def _cli_port() -> int:
