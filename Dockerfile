@@ -8,12 +8,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY livewindows ./livewindows
 COPY producer ./producer
 COPY processor ./processor
 COPY schemas ./schemas
-RUN pip install . \
+RUN pip install -c constraints.txt . \
     && useradd --system --uid 10001 --home-dir /app livewindows \
     && mkdir -p /data \
     && chown livewindows /data

@@ -7,14 +7,17 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.livewindows-setup
 PYTEST_ARGS ?=
 
-.PHONY: setup run test lint bench clean send
+.PHONY: setup run test lint bench clean send constraints
 
 setup: $(STAMP)
 
-# Redone only when the dependencies or the Kafka runtime change.
-$(STAMP): pyproject.toml livewindows/kafka/pom.xml
+# Redone only when the dependencies or the Kafka runtime change. pyproject.toml
+# says which versions work; constraints.txt pins the set CI last passed with, so
+# a fresh clone installs what was tested (`make constraints` refreshes it).
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
+$(STAMP): pyproject.toml constraints.txt livewindows/kafka/pom.xml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PIP) -e '.[dev]'
 	$(BIN)/python -c 'from livewindows.kafka.runtime import ensure_jars; ensure_jars()'
 	@touch $@
 
@@ -30,8 +33,16 @@ lint: setup
 	$(BIN)/mypy producer processor schemas livewindows
 
 bench: setup
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	$(PIP) -e '.[dev,bench]'
 	$(BIN)/python -m bench
+
+# The newest versions pyproject.toml allows, in a scratch venv; run `make test` after.
+constraints:
+	rm -rf .venv-constraints && $(PYTHON) -m venv .venv-constraints
+	.venv-constraints/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	.venv-constraints/bin/python -m pip freeze --exclude-editable --disable-pip-version-check \
+	  | grep -v '^livewindows' > constraints.txt
+	rm -rf .venv-constraints
 
 # Leaves .venv and the Kafka jar cache (~/.cache/livewindows) in place.
 clean:

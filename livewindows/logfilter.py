@@ -11,6 +11,7 @@ already rate-bound, and tests and operators read them one by one.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 
@@ -18,6 +19,10 @@ __all__ = ["RepeatedLines", "hold_back_repeated_lines"]
 
 _OWN = "livewindows"
 _OWN_LIBRARY_SUFFIX = ".librdkafka"  # librdkafka's lines, logged under livewindows' names
+# The parts of a librdkafka connection failure that change from one attempt to the
+# next ("after 0ms" or "after 1ms" on a busy host, the count it suppressed itself):
+# lines differing only there are the same line.
+_VOLATILE = re.compile(r"after \d+ms in state (\w+)(?:, \d+ identical error\(s\) suppressed)?")
 
 
 class RepeatedLines(logging.Filter):
@@ -39,7 +44,7 @@ class RepeatedLines(logging.Filter):
         if (name == _OWN or name.startswith(_OWN + ".")) and not name.endswith(_OWN_LIBRARY_SUFFIX):
             return True
         message = record.getMessage()
-        key = (name, record.levelno, message)
+        key = (name, record.levelno, _VOLATILE.sub(r"after ?ms in state \1", message))
         now = self._clock()
         seen = self._seen.get(key)
         if seen is not None and now - seen[0] < self._interval_s:

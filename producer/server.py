@@ -135,7 +135,9 @@ def _supervise(args: argparse.Namespace) -> int:
                 child.wait()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    clean = stopping and all(child.returncode == 0 for child in children)
+    # A child the stop reached before it had installed its handlers (still starting,
+    # no listener yet) dies of that SIGTERM: a clean stop too.
+    clean = stopping and all(child.returncode in (0, -signal.SIGTERM) for child in children)
     if not clean:
         codes = ", ".join(str(child.returncode) for child in children)
         print(f"livewindows: producer processes exited ({codes})", file=sys.stderr)

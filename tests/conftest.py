@@ -14,9 +14,21 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from livewindows.kafka.launcher import KafkaCluster, LauncherError, free_ports
 from livewindows.topics import ensure_topics
+
+# Property tests have no per-example deadline: one stall of a busy CI host is not a
+# failure. On top of the profile Hypothesis chose (its "ci" one when CI is set:
+# derandomized).
+settings.register_profile(
+    "livewindows",
+    parent=settings(),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile("livewindows")
 
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
 _START_ATTEMPTS = 3  # free ports are chosen before Kafka binds them: another process may win
@@ -38,7 +50,15 @@ def kafka_bootstrap() -> Iterator[str]:
     if _docker_answers():
         from testcontainers.community.kafka import KafkaContainer
 
-        with KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft() as container:
+        # One broker: the transaction log must fit it too (the kafka engine's
+        # transactions), as the local launcher configures its single node.
+        container = (
+            KafkaContainer("confluentinc/cp-kafka:7.6.0")
+            .with_kraft()
+            .with_env("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1")
+            .with_env("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1")
+        )
+        with container:
             yield container.get_bootstrap_server()
         return
     cluster = _local_cluster()

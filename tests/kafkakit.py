@@ -8,10 +8,20 @@ from dataclasses import dataclass, field
 import orjson
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
+from livewindows.kafka.launcher import CONTROLLER_PORT_OFFSET, free_ports, port_free
 from processor.codec import DecodeError, decode, encode_tick
 from processor.windows import Config, PartitionState, WindowRecord, process
 from schemas.records import Event
 from schemas.timestamps import format_ms
+
+
+def port_with_controller_port() -> int:
+    """A free port P whose controller port P + 100 (the CLI's default) is free too."""
+    for _ in range(50):
+        (port,) = free_ports(1)
+        if port + CONTROLLER_PORT_OFFSET <= 65535 and port_free(port + CONTROLLER_PORT_OFFSET):
+            return port
+    raise AssertionError("no free port pair")
 
 
 @dataclass(frozen=True)

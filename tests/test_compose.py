@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from livewindows.settings import Settings
 
@@ -88,5 +91,25 @@ def test_defaults_are_valid_settings(services: dict[str, Any]) -> None:
 def test_dockerfile_installs_the_package_on_python_311() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11-slim\b", dockerfile, re.MULTILINE)
-    assert "pip install ." in dockerfile
+    assert "COPY pyproject.toml README.md constraints.txt ./" in dockerfile
+    assert "pip install -c constraints.txt ." in dockerfile  # the tested versions
     assert 'ENTRYPOINT ["livewindows"]' in dockerfile
+
+
+def test_constraints_pin_every_dependency_within_its_range() -> None:
+    """constraints.txt (what `make` and the image install) agrees with pyproject.toml."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = [
+        Requirement(text)
+        for text in [*project["dependencies"], *project["optional-dependencies"]["dev"]]
+    ]
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        name, _, version = line.partition("==")
+        pins[canonicalize_name(name)] = version
+    for requirement in wanted:
+        pinned = pins.get(canonicalize_name(requirement.name))
+        assert pinned is not None, f"{requirement.name} is not pinned in constraints.txt"
+        assert requirement.specifier.contains(pinned, prereleases=True), (
+            f"constraints.txt pins {requirement.name}=={pinned}, outside {requirement.specifier}"
+        )

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from livewindows.kafka.launcher import free_ports
+from tests.kafkakit import port_with_controller_port
 
 pytestmark = pytest.mark.kafka
 
@@ -34,7 +35,10 @@ def _wait_for(
 
 
 def test_dev_runs_the_pipeline_and_stops_cleanly(tmp_path: Path) -> None:
-    http_port, kafka_port = free_ports(2)
+    kafka_port = port_with_controller_port()
+    (http_port,) = free_ports(1)
+    while http_port in (kafka_port, kafka_port + 100):
+        (http_port,) = free_ports(1)
     data_dir = tmp_path / "dev"
     env = {k: v for k, v in os.environ.items() if k not in ("VIDEO_EVENTS_TOKEN",)}
     env.update(WINDOW_GRACE_MS="300", TICK_INTERVAL_MS="200", TOPIC_PARTITIONS="2")

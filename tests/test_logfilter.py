@@ -49,6 +49,17 @@ def test_lines_differing_in_text_logger_or_level_are_separate() -> None:
     assert not lines.filter(_record("aiokafka", "node 0 down"))
 
 
+def test_librdkafka_connect_failures_differing_only_in_timing_are_one_line() -> None:
+    lines = RepeatedLines(10.0, clock=_Clock())
+    fail = "127.0.0.1:1/bootstrap: Connect to ipv4#127.0.0.1:1 failed: Connection refused"
+    assert lines.filter(_record("x.librdkafka", f"{fail} (after 0ms in state CONNECT)"))
+    assert not lines.filter(_record("x.librdkafka", f"{fail} (after 3ms in state CONNECT)"))
+    suppressed = f"{fail} (after 1ms in state CONNECT, 4 identical error(s) suppressed)"
+    assert not lines.filter(_record("x.librdkafka", suppressed))
+    other_state = f"{fail} (after 0ms in state APIVERSION_QUERY)"
+    assert lines.filter(_record("x.librdkafka", other_state))
+
+
 @pytest.mark.parametrize("name", ["livewindows", "livewindows.worker", "livewindows.producer.http"])
 def test_livewindows_own_lines_always_pass(name: str) -> None:
     lines = RepeatedLines(10.0, clock=_Clock())

@@ -16,14 +16,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
-from livewindows.kafka.launcher import (
-    CONTROLLER_PORT_OFFSET,
-    KafkaCluster,
-    free_ports,
-    new_cluster_id,
-    port_free,
-)
+from livewindows.kafka.launcher import KafkaCluster, free_ports, new_cluster_id
 from livewindows.topics import ensure_topics
+from tests.kafkakit import port_with_controller_port
 
 CLI = [sys.executable, "-m", "livewindows.cli"]
 
@@ -103,15 +98,6 @@ def test_a_kept_data_dir_whose_cluster_id_starts_with_a_dash_is_formatted_and_st
     assert "cluster.id=-AbcDefGhiJklMnoPqrStu" in meta
 
 
-def _cli_port() -> int:
-    """A free port P whose controller port P + 100 is free too."""
-    for _ in range(50):
-        (port,) = free_ports(1)
-        if port + CONTROLLER_PORT_OFFSET <= 65535 and port_free(port + CONTROLLER_PORT_OFFSET):
-            return port
-    raise AssertionError("no free port pair")
-
-
 def _processes_mentioning(text: str) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
@@ -127,7 +113,7 @@ def _processes_mentioning(text: str) -> list[int]:
 @pytest.mark.kafka
 @pytest.mark.timeout(180)
 def test_cli_prints_bootstrap_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
-    port = _cli_port()
+    port = port_with_controller_port()
     data_dir = tmp_path / "kafka"
     process = subprocess.Popen(
         [*CLI, "kafka", "start", "--port", str(port), "--data-dir", str(data_dir)],

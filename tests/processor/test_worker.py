@@ -22,6 +22,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import orjson
@@ -87,7 +88,7 @@ class Worker:
     def wait_for_log(self, text: str, timeout_s: float = 60.0) -> None:
         wait_until(lambda: text in self.output, timeout_s, f"{text!r} in the worker's log")
 
-    def stop(self, timeout_s: float = 15.0) -> int:
+    def stop(self, timeout_s: float = 30.0) -> int:  # the worker gives up after 20 s
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout_s)
 
@@ -236,7 +237,7 @@ def test_worker_writes_the_windows_the_core_computes(
     )
     started_stop = time.monotonic()
     assert worker.stop() == 0
-    assert time.monotonic() - started_stop < 10
+    assert time.monotonic() - started_stop < 20  # within its own shutdown deadline
 
     expected = _assert_same_windows_as_the_core(kafka_bootstrap, topics)
     written = window_records(kafka_bootstrap, topics.windows)
@@ -562,12 +563,12 @@ def _dead_letters(
 
 
 def _log_time(line: str) -> float:
-    """Seconds of the day of a worker log line ("2026-11-23 19:11:22,478 ..."); 0 if none."""
-    found = re.match(r"\d{4}-\d\d-\d\d (\d\d):(\d\d):(\d\d),(\d{3}) ", line)
+    """Epoch seconds of a worker log line ("2026-11-23 19:11:22,478 ..."); 0 if none."""
+    found = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ", line)
     if found is None:
         return 0.0
-    hours, minutes, seconds, millis = (int(part) for part in found.groups())
-    return hours * 3600 + minutes * 60 + seconds + millis / 1000
+    stamp = datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S")
+    return stamp.timestamp() + int(found.group(2)) / 1000
 
 
 def _set_topic_config(bootstrap: str, topic: str, name: str, value: str) -> None:
@@ -619,16 +620,17 @@ def test_kafka_engine_aborts_a_refused_batch_and_writes_it_exactly_once_later(
         assert worker.stop() == 0
     expected = _assert_same_windows_as_the_core(kafka_bootstrap, topics)
     assert len(read_all(kafka_bootstrap, topics.windows)) == len(expected)  # no copies
-    # Each abort follows librdkafka's report of the failed transaction within a few
-    # seconds (the two are logged from different threads, in either order): a
-    # commit waiting out its whole timeout took 30 s to notice one.
+    # Each abort follows librdkafka's report of the failed transaction within
+    # seconds (the two are logged from different threads, in either order), where a
+    # commit waiting out its whole timeout took 30 s to notice one. The bound leaves
+    # room for a report held back as a repeat (livewindows/logfilter.py, 10 s).
     lines = worker.output.splitlines()
     failed = [_log_time(line) for line in lines if "TXNERR" in line]
     for line in lines:
         if "transaction aborted" in line:
             aborted = _log_time(line)
             reported = [at for at in failed if at <= aborted + 1]
-            assert reported and aborted - max(reported) < 5, line
+            assert reported and aborted - max(reported) < 15, line
 
 
 @pytest.mark.parametrize("engine_", ["kafka", "faust"])
@@ -746,16 +748,23 @@ def test_a_kafka_engine_worker_waits_for_a_crashed_faust_worker_to_leave_the_gro
     until its session times out; the new worker waits for that instead of refusing."""
     topics = _topics(make_topics, partitions=1)
     app_id = _app_id()
+    # A session long enough that the successor, however slow its start on a busy
+    # host, finds the dead member still in the group (at 6 s it sometimes would not).
+    session = {"PROCESSOR_SESSION_TIMEOUT_MS": "20000"}
     crashed = Worker(
-        _worker_env(kafka_bootstrap, topics, app_id, "faust"), tmp_path / "a", tmp_path / "a.log"
+        {**_worker_env(kafka_bootstrap, topics, app_id, "faust"), **session},
+        tmp_path / "a",
+        tmp_path / "a.log",
     )
     crashed.wait_for_log("recovery done")
     crashed.kill()
     successor = Worker(
-        _worker_env(kafka_bootstrap, topics, app_id, "kafka"), tmp_path / "b", tmp_path / "b.log"
+        {**_worker_env(kafka_bootstrap, topics, app_id, "kafka"), **session},
+        tmp_path / "b",
+        tmp_path / "b.log",
     )
     with _killed_on_exit(successor):
-        successor.wait_for_log("recovery done", 60)
+        successor.wait_for_log("recovery done", 120)
         assert "is held by the other engine" in successor.output
         produce(kafka_bootstrap, topics.events, _scenario(range(2), int(time.time() * 1000)))
         _wait_for_windows(kafka_bootstrap, topics, 2, "the windows, written by the successor")

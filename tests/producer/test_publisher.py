@@ -103,7 +103,7 @@ async def test_the_event_loop_keeps_running_while_kafka_does_not_answer() -> Non
     finally:
         task.cancel()
         await publisher.close()
-    assert ticks > 50  # ~100 in one second: the loop never waited on librdkafka
+    assert ticks > 20  # ~100 in one second (0-1 if the loop waited on librdkafka)
 
 
 async def test_a_fatal_producer_error_makes_it_unready_and_every_publish_a_503() -> None:

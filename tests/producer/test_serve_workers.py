@@ -8,8 +8,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -18,13 +18,13 @@ from livewindows.kafka.launcher import free_ports
 from livewindows.settings import Settings
 from producer.test_events import sample_requests
 from tests.kafkakit import read_all
-from tests.waiting import http_ready
+from tests.waiting import http_ready, wait_until
 
 pytestmark = pytest.mark.kafka
 
 
 def test_two_processes_share_the_port_and_stop_together(
-    kafka_bootstrap: str, make_topics: Callable[..., list[str]]
+    kafka_bootstrap: str, make_topics: Callable[..., list[str]], tmp_path: Path
 ) -> None:
     (events,) = make_topics("events", partitions=2)
     (port,) = free_ports(1)
@@ -35,17 +35,22 @@ def test_two_processes_share_the_port_and_stop_together(
     }
     env = {**os.environ, **secrets, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
            "EVENTS_TOPIC": events}  # fmt: skip
-    server = subprocess.Popen(
-        [sys.executable, "-m", "livewindows.cli", "serve", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "2"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    log_path = tmp_path / "serve.log"
+    listening = f"listening on http://127.0.0.1:{port}"
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "livewindows.cli", "serve", "--host", "127.0.0.1",
+             "--port", str(port), "--workers", "2"],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while not http_ready(url):
-            assert server.poll() is None and time.monotonic() < deadline, "producer never ready"
-            time.sleep(0.3)
+        wait_until(
+            lambda: server.poll() is None and log_path.read_text().count(listening) == 2,
+            60,
+            "both producer processes listening",
+        )
+        assert http_ready(url)
         settings = Settings(**{k.lower(): v for k, v in secrets.items()})  # type: ignore[arg-type]
         requests = [
             r
@@ -61,11 +66,11 @@ def test_two_processes_share_the_port_and_stop_together(
         if server.poll() is None:
             server.kill()
             server.wait()
-    output = server.stdout.read() if server.stdout else ""
-    assert output.count(f"listening on http://127.0.0.1:{port}") == 2, output
-    left = subprocess.run(["pgrep", "-f", f"--port {port} --reuse-port"],
-                          capture_output=True, text=True, check=False).stdout  # fmt: skip
-    assert left.strip() == "", "every producer process stopped"
+    output = log_path.read_text()
+    assert output.count(listening) == 2, output
+    left = subprocess.run(["pgrep", "-f", "--", f"--port {port} --reuse-port"],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert left.returncode == 1 and left.stdout == "", "every producer process stopped"
 
 
 async def _post_concurrently(url: str, requests: list) -> list[int]:  # type: ignore[type-arg]

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import threading
 import time
 
 import pytest
@@ -60,3 +65,38 @@ def test_an_unreachable_kafka_exits_1_with_a_clear_message(
     assert server.serve_command(_args(), settings) == 1  # type: ignore[arg-type]
     assert time.monotonic() - started < 10
     assert "Kafka at 127.0.0.1:1" in capsys.readouterr().err
+
+
+def _supervise_children_running(monkeypatch: pytest.MonkeyPatch, code: str, *, stop: bool) -> int:
+    """`_supervise` over 2 stand-in children running `code`; SIGTERM to it if `stop`."""
+    real_popen = subprocess.Popen
+    monkeypatch.setattr(
+        server.subprocess, "Popen", lambda _argv: real_popen([sys.executable, "-c", code])
+    )
+    before = signal.getsignal(signal.SIGTERM)
+
+    def stop_once_supervising() -> None:
+        deadline = time.monotonic() + 30
+        while signal.getsignal(signal.SIGTERM) is before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    if stop:
+        threading.Thread(target=stop_once_supervising, daemon=True).start()
+    args = cli.build_parser().parse_args(["serve", "--port", "1", "--workers", "2"])
+    return server._supervise(args)
+
+
+def test_a_stop_that_reaches_children_still_starting_is_clean(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A child SIGTERM finds before it has its handlers (so before it listens) dies of it."""
+    assert _supervise_children_running(monkeypatch, "import time; time.sleep(60)", stop=True) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_a_child_that_exits_on_its_own_fails_the_supervisor(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _supervise_children_running(monkeypatch, "raise SystemExit(3)", stop=False) == 1
+    assert "producer processes exited (3" in capsys.readouterr().err  # the other: 3 or stopped
