@@ -114,6 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
         "read the same changelog; faust -> kafka is a supported move, not back. "
         "(default: PROCESSOR_ENGINE, else faust)",
     )
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="P",
+        help="serve Prometheus metrics at http://0.0.0.0:P/metrics "
+        "(default: PROCESSOR_METRICS_PORT, else none)",
+    )
     worker.set_defaults(handler=_entry("processor.worker:worker_command"))
 
     replay = commands.add_parser(

@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     # faust: the Faust worker (SPEC); kafka: the same core on a confluent-kafka loop
     # with one Kafka transaction per batch (exactly-once, several times faster).
     processor_engine: Literal["faust", "kafka"] = "faust"
+    # Where a worker serves Prometheus metrics (GET /metrics); unset: it does not.
+    processor_metrics_port: int | None = Field(None, ge=1, le=65535)
 
     @field_validator("events_topic", "windows_topic", "late_topic", "dlq_topic")
     @classmethod

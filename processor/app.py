@@ -96,6 +96,7 @@ from mode.supervisors import CrashingSupervisor
 
 from livewindows.settings import Settings
 from processor.codec import encode_tick
+from processor.counts import Counts
 from processor.datadir import mark_clean, open_data_dir, tables_dir
 from processor.shell import Shell
 from processor.tables import StateTable
@@ -119,8 +120,10 @@ def create_app(
     data_dir: Path,
     *,
     partitions: int | None = None,
+    counts: Counts | None = None,
 ) -> faust.App:
-    """The worker's Faust app; `partitions` is the events topic's real partition count."""
+    """The worker's Faust app; `partitions` is the events topic's real partition count,
+    `counts` where it counts what it does (for the log line and the metrics)."""
     partitions = partitions or settings.topic_partitions
     session_timeout_s = settings.processor_session_timeout_ms / 1000
     if open_data_dir(data_dir):
@@ -165,6 +168,7 @@ def create_app(
         windows=app.topic(settings.windows_topic, key_serializer="raw", value_serializer="raw"),
         late=app.topic(settings.late_topic, key_serializer="raw", value_serializer="raw"),
         dlq=app.topic(settings.dlq_topic, key_serializer="raw", value_serializer="raw"),
+        counts=counts,
     )
 
     async def windows(stream: StreamT[bytes]) -> None:

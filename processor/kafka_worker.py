@@ -134,6 +134,9 @@ class KafkaWorker:
         self._parts: dict[int, _Partition] = {}
         self._stopping = False
         self.counts = Counts()
+        # The counts as of the last stored batch, for the metrics: a batch in
+        # progress may still be aborted, and a counter must never go back.
+        self.stored_counts = Counts()
         bootstrap = settings.kafka_bootstrap_servers
         quiet = {"logger": _library_logger()}
         session_ms = settings.processor_session_timeout_ms
@@ -268,6 +271,7 @@ class KafkaWorker:
             self._abandon(exc)
             return
         self.counts.batches += 1
+        self.stored_counts = dataclasses.replace(self.counts)
         self._aborts_in_a_row = 0
 
     def _run(self, part: _Partition, message: Message, offset: int) -> None:

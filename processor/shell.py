@@ -78,13 +78,14 @@ class Shell:
         windows: TopicT,
         late: TopicT,
         dlq: TopicT,
+        counts: Counts | None = None,
     ) -> None:
         self._app = app
         self._config = config
         self._table = table
         self._windows, self._late, self._dlq = windows, late, dlq
         self._partitions: dict[int, _Partition] = {}
-        self.counts = Counts()
+        self.counts = Counts() if counts is None else counts
         # True from a batch's first local table write to the changelog's ack of its
         # last: a stop in that span leaves the local store untrusted.
         self.storing = False

@@ -14,6 +14,7 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -26,6 +27,7 @@ from livewindows.settings import ConfigError, Settings
 from livewindows.topics import adopt_topic_config
 from processor.app import FATAL_EXIT_CODE, create_app, exit_now
 from processor.changelog import CHANGELOG_CONFIG, changelog_topic
+from processor.counts import Counts
 from processor.datadir import DataDirInUse, mark_clean, open_data_dir, transactional_id
 from processor.group import (
     GroupHeldByOtherEngine,
@@ -34,12 +36,14 @@ from processor.group import (
     patience_s,
     wait_for_group,
 )
+from processor.metrics import serve_metrics
 
 __all__ = ["DEFAULT_DATA_DIR", "worker_command"]
 
 DEFAULT_DATA_DIR = Path(".data/worker")
 log = logging.getLogger("livewindows.worker")
 _METADATA_TIMEOUT_S = 5.0
+METRICS_HOST = "0.0.0.0"  # as `serve`: a scraper in another container or host reaches it
 # How long the Faust engine may take to stop after SIGTERM (Kubernetes' default
 # grace period is 30 s, after which it kills).
 SHUTDOWN_DEADLINE_S = 20.0
@@ -54,6 +58,11 @@ class KafkaUnavailable(Exception):
 def worker_command(args: argparse.Namespace, settings: Settings) -> int:
     data_dir = Path(args.data_dir or DEFAULT_DATA_DIR).resolve()
     engine = getattr(args, "engine", None) or settings.processor_engine
+    metrics_port = getattr(args, "metrics_port", None)
+    if metrics_port is None:
+        metrics_port = settings.processor_metrics_port
+    elif not 1 <= metrics_port <= 65535:
+        raise ConfigError(f"--metrics-port must be 1-65535, not {metrics_port}")
     _configure_logging()
     try:
         admin = _admin_client(settings)
@@ -72,7 +81,10 @@ def worker_command(args: argparse.Namespace, settings: Settings) -> int:
             txn_id = transactional_id(data_dir, settings.processor_app_id)
         else:
             log.info("engine faust: joining consumer group %s", settings.processor_app_id)
-            app = create_app(settings, data_dir, partitions=partitions)
+            counts = Counts()
+            app = create_app(settings, data_dir, partitions=partitions, counts=counts)
+            if metrics_port is not None:
+                _serve_metrics(metrics_port, lambda: counts)
     except KafkaUnavailable as exc:
         print(f"livewindows worker: {exc}", file=sys.stderr)
         return 1
@@ -81,7 +93,7 @@ def worker_command(args: argparse.Namespace, settings: Settings) -> int:
     except OSError as exc:
         raise ConfigError(f"cannot use data dir {data_dir}: {exc.strerror or exc}") from None
     if engine == "kafka":
-        return _run_kafka_engine(settings, partitions, txn_id, data_dir)
+        return _run_kafka_engine(settings, partitions, txn_id, data_dir, metrics_port)
     _guard_join(app, admin, settings.processor_app_id, patience)
     worker = _FaustWorker(app, quiet=True, override_logging=False, redirect_stdouts=False)
     worker.spinner = None  # a terminal progress spinner: noise in a service's output
@@ -151,13 +163,18 @@ def _guard_join(app: faust.App, admin: AdminClient, group_id: str, patience: flo
     threading.Thread(target=watch, name="livewindows-join-guard", daemon=True).start()
 
 
-def _run_kafka_engine(settings: Settings, partitions: int, txn_id: str, data_dir: Path) -> int:
+def _run_kafka_engine(
+    settings: Settings, partitions: int, txn_id: str, data_dir: Path, metrics_port: int | None
+) -> int:
     """The confluent-kafka engine (`processor.kafka_worker`); exit 70 on a fatal error."""
     from processor.kafka_worker import KafkaWorker
 
     log.info("engine kafka: transactional.id %s", txn_id)
     try:
-        clean = KafkaWorker(settings, partitions, txn_id).run()
+        worker = KafkaWorker(settings, partitions, txn_id)
+        if metrics_port is not None:
+            _serve_metrics(metrics_port, lambda: worker.stored_counts)
+        clean = worker.run()
     except ConfigError:
         raise
     except Exception as exc:
@@ -167,6 +184,11 @@ def _run_kafka_engine(settings: Settings, partitions: int, txn_id: str, data_dir
         exit_now(0)
     mark_clean(data_dir)
     return 0
+
+
+def _serve_metrics(port: int, counts: Callable[[], Counts]) -> None:
+    serve_metrics(METRICS_HOST, port, counts)
+    log.info("metrics at http://%s:%d/metrics", METRICS_HOST, port)
 
 
 def _admin_client(settings: Settings) -> AdminClient:

@@ -55,6 +55,8 @@ def test_services_commands_and_ports(services: dict[str, Any]) -> None:
     assert any(str(p).endswith(":8080:8080") for p in services["producer"]["ports"])
     assert services["processor"]["command"] == ["worker", "--data-dir", "/data"]
     assert any(str(v).endswith(":/data") for v in services["processor"]["volumes"])
+    assert _environment(services["processor"])["PROCESSOR_METRICS_PORT"].endswith(":-9100}")
+    assert any(str(p).endswith(":9100:9100") for p in services["processor"]["ports"])
     for name in ("producer", "processor"):
         assert services[name]["depends_on"]["topics"]["condition"] == (
             "service_completed_successfully"

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -106,11 +107,13 @@ def engine(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def start_worker(
     kafka_bootstrap: str, tmp_path: Path, engine: str
-) -> Iterator[Callable[[Topics, str, Path], Worker]]:
+) -> Iterator[Callable[..., Worker]]:
     started: list[Worker] = []
 
-    def start(topics: Topics, app_id: str, data_dir: Path) -> Worker:
-        env = _worker_env(kafka_bootstrap, topics, app_id, engine)
+    def start(
+        topics: Topics, app_id: str, data_dir: Path, extra_env: dict[str, str] | None = None
+    ) -> Worker:
+        env = {**_worker_env(kafka_bootstrap, topics, app_id, engine), **(extra_env or {})}
         worker = Worker(env, data_dir, tmp_path / f"worker-{len(started)}.log")
         started.append(worker)
         return worker
@@ -219,13 +222,17 @@ def _assert_same_windows_as_the_core(bootstrap: str, topics: Topics) -> list[dic
 def test_worker_writes_the_windows_the_core_computes(
     kafka_bootstrap: str,
     make_topics: Callable[..., list[str]],
-    start_worker: Callable[[Topics, str, Path], Worker],
+    start_worker: Callable[..., Worker],
     tmp_path: Path,
 ) -> None:
     topics = _topics(make_topics, partitions=3)
     inputs = range(12)
-    produce(kafka_bootstrap, topics.events, _scenario(inputs, int(time.time() * 1000)))
-    worker = start_worker(topics, _app_id(), tmp_path / "data")
+    scenario = _scenario(inputs, int(time.time() * 1000))
+    produce(kafka_bootstrap, topics.events, scenario)
+    (metrics_port,) = free_ports(1)
+    worker = start_worker(
+        topics, _app_id(), tmp_path / "data", {"PROCESSOR_METRICS_PORT": str(metrics_port)}
+    )
 
     wait_until(
         lambda: (
@@ -235,6 +242,22 @@ def test_worker_writes_the_windows_the_core_computes(
         60,
         "every window closed and every late event published",
     )
+    # What the worker did, as Prometheus scrapes it (counted once a batch is stored).
+    expected_metrics = {
+        ("livewindows_worker_windows_total", "window.opened"): 2 * len(inputs),
+        ("livewindows_worker_windows_total", "window.closed"): 2 * len(inputs),
+        ("livewindows_worker_late_events_total", ""): len(inputs),
+        ("livewindows_worker_duplicate_events_total", ""): 12,
+        ("livewindows_worker_dead_letters_total", ""): 0,
+    }
+    wait_until(
+        lambda: _scrape(metrics_port, expected_metrics) == expected_metrics,
+        30,
+        "the metrics to count every window",
+    )
+    assert _scrape(metrics_port, {("livewindows_worker_records_total", ""): 0})[
+        ("livewindows_worker_records_total", "")
+    ] >= len(scenario)  # and the ticks
     started_stop = time.monotonic()
     assert worker.stop() == 0
     assert time.monotonic() - started_stop < 20  # within its own shutdown deadline
@@ -569,6 +592,21 @@ def _log_time(line: str) -> float:
         return 0.0
     stamp = datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S")
     return stamp.timestamp() + int(found.group(2)) / 1000
+
+
+def _scrape(port: int, wanted: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:
+    """The samples (name, `type` label) of `wanted` on a worker's /metrics page."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as page:
+        text = page.read().decode()
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            key = (sample.name, sample.labels.get("type", ""))
+            if key in wanted:
+                found[key] = int(sample.value)
+    return found
 
 
 def _set_topic_config(bootstrap: str, topic: str, name: str, value: str) -> None:
