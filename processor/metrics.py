@@ -2,9 +2,9 @@
 
 Both engines already keep what they did in a `Counts` for the periodic log line;
 a collector reads it when Prometheus asks instead of updating counters per
-record. The kafka engine hands over a copy made after each committed batch (an
-aborted batch counts nothing, and a counter must never go back), hence a
-function that returns the current one. Reading plain ints from the HTTP thread
+record. The kafka engine hands over a copy made between batches (after a commit,
+an abort or a restore: an aborted batch counts nothing, and a counter must never
+go back), hence a function that returns the current one. Reading plain ints from the HTTP thread
 needs no lock: each is read whole.
 """
 

@@ -637,8 +637,12 @@ def test_kafka_engine_aborts_a_refused_batch_and_writes_it_exactly_once_later(
     exactly once, and no aborted record ever is."""
     topics = _topics(make_topics, partitions=2)
     _set_topic_config(kafka_bootstrap, topics.windows, "max.message.bytes", "200")
+    (metrics_port,) = free_ports(1)
     worker = Worker(
-        _worker_env(kafka_bootstrap, topics, _app_id(), "kafka"),
+        {
+            **_worker_env(kafka_bootstrap, topics, _app_id(), "kafka"),
+            "PROCESSOR_METRICS_PORT": str(metrics_port),
+        },
         tmp_path / "data",
         tmp_path / "worker.log",
     )
@@ -650,6 +654,18 @@ def test_kafka_engine_aborts_a_refused_batch_and_writes_it_exactly_once_later(
             "two aborted attempts",
         )
         assert not read_all(kafka_bootstrap, topics.windows)
+        # Aborts count as they happen (each once the abort is done, a moment after its
+        # log line); what the aborted batches did never counts.
+        aborted = ("livewindows_worker_transactions_aborted_total", "")
+        opened = ("livewindows_worker_windows_total", "window.opened")
+        scraped: dict[tuple[str, str], int] = {}
+
+        def two_aborts_counted() -> bool:
+            scraped.update(_scrape(metrics_port, {aborted: 0, opened: 0}))
+            return scraped[aborted] >= 2
+
+        wait_until(two_aborts_counted, 30, "two aborts in the metrics")
+        assert scraped[opened] == 0
         pauses = [float(s) for s in re.findall(r"retrying in ([\d.]+) s", worker.output)]
         assert pauses[1] > pauses[0], pauses  # growing: a lasting refusal is not hammered
 
