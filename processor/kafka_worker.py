@@ -271,7 +271,7 @@ class KafkaWorker:
             self._abandon(exc)
             return
         self.counts.batches += 1
-        self._publish_counts()
+        self._snapshot_counts()
         self._aborts_in_a_row = 0
 
     def _run(self, part: _Partition, message: Message, offset: int) -> None:
@@ -392,7 +392,7 @@ class KafkaWorker:
         for partition, part in self._restore(owned).items():
             self._parts[partition] = part
             self._consumer.seek(TopicPartition(self._events, partition, part.next_offset))
-        self._publish_counts()  # the abort shows at once, not after the next success
+        self._snapshot_counts()  # the abort shows at once, not after the next success
         resume_at = time.monotonic() + pause_s
         while not self._stopping and time.monotonic() < resume_at:
             time.sleep(min(0.2, max(0.0, resume_at - time.monotonic())))
@@ -485,10 +485,10 @@ class KafkaWorker:
         for tp in partitions:
             tp.offset = restored[tp.partition].next_offset
         consumer.assign(partitions)
-        self._publish_counts()  # batches redone at restore
+        self._snapshot_counts()  # batches redone at restore
         log.info("recovery done; processing partitions %s", mine)
 
-    def _publish_counts(self) -> None:
+    def _snapshot_counts(self) -> None:
         self.stored_counts = dataclasses.replace(self.counts)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

@@ -14,7 +14,6 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -36,14 +35,13 @@ from processor.group import (
     patience_s,
     wait_for_group,
 )
-from processor.metrics import serve_metrics
+from processor.metrics import METRICS_HOST, serve_metrics
 
 __all__ = ["DEFAULT_DATA_DIR", "worker_command"]
 
 DEFAULT_DATA_DIR = Path(".data/worker")
 log = logging.getLogger("livewindows.worker")
 _METADATA_TIMEOUT_S = 5.0
-METRICS_HOST = "0.0.0.0"  # as `serve`: a scraper in another container or host reaches it
 # How long the Faust engine may take to stop after SIGTERM (Kubernetes' default
 # grace period is 30 s, after which it kills).
 SHUTDOWN_DEADLINE_S = 20.0
@@ -84,7 +82,7 @@ def worker_command(args: argparse.Namespace, settings: Settings) -> int:
             counts = Counts()
             app = create_app(settings, data_dir, partitions=partitions, counts=counts)
             if metrics_port is not None:
-                _serve_metrics(metrics_port, lambda: counts)
+                serve_metrics(METRICS_HOST, metrics_port, lambda: counts)
     except KafkaUnavailable as exc:
         print(f"livewindows worker: {exc}", file=sys.stderr)
         return 1
@@ -173,7 +171,7 @@ def _run_kafka_engine(
     try:
         worker = KafkaWorker(settings, partitions, txn_id)
         if metrics_port is not None:
-            _serve_metrics(metrics_port, lambda: worker.stored_counts)
+            serve_metrics(METRICS_HOST, metrics_port, lambda: worker.stored_counts)
         clean = worker.run()
     except ConfigError:
         raise
@@ -184,11 +182,6 @@ def _run_kafka_engine(
         exit_now(0)
     mark_clean(data_dir)
     return 0
-
-
-def _serve_metrics(port: int, counts: Callable[[], Counts]) -> None:
-    serve_metrics(METRICS_HOST, port, counts)
-    log.info("metrics at http://%s:%d/metrics", METRICS_HOST, port)
 
 
 def _admin_client(settings: Settings) -> AdminClient:
