@@ -390,7 +390,10 @@ def _release(state: InputState, watermark_ms: int, config: Config, outputs: list
     grace_ms = config.grace_ms
     released_up_to = watermark_ms - grace_ms  # received_ms + grace_ms <= watermark_ms
     buffer = state.buffer
-    ready = [e for e in buffer if e.received_ms <= released_up_to]
+    if len(buffer) == 1:  # the usual case: no list built to find it
+        ready = buffer if buffer[0].received_ms <= released_up_to else []
+    else:
+        ready = [e for e in buffer if e.received_ms <= released_up_to]
     if ready:
         if len(ready) == len(buffer):
             state.buffer = []
@@ -398,6 +401,7 @@ def _release(state: InputState, watermark_ms: int, config: Config, outputs: list
             state.buffer = [e for e in buffer if e.received_ms > released_up_to]
         if len(ready) > 1:
             ready.sort(key=_application_order)
+        seen = state.seen
         for event in ready:
             occurred_ms = event.occurred_ms
             last_applied_ms = state.last_applied_ms
@@ -412,12 +416,14 @@ def _release(state: InputState, watermark_ms: int, config: Config, outputs: list
                     _time_out(state, outputs)
                 _apply(state, event, config, outputs)
                 state.last_applied_ms = occurred_ms
-            _mark_seen(state, event, watermark_ms)
+            seen[event.event_id] = event.received_ms
+            if len(seen) > SEEN_KEEP:
+                _forget_seen(seen, watermark_ms)
     window = state.window
     if (
         window is not None
         and watermark_ms >= window.opening_received_ms + window.reconnect_window_ms + grace_ms
-        and all(e.occurred_ms >= window.timeout_ms for e in state.buffer)
+        and (not state.buffer or all(e.occurred_ms >= window.timeout_ms for e in state.buffer))
     ):
         _time_out(state, outputs)
 
@@ -486,9 +492,8 @@ def _time_out(state: InputState, outputs: list[Output]) -> None:
         state.last_applied_ms = closed_ms
 
 
-def _mark_seen(state: InputState, event: Event, watermark_ms: int) -> None:
-    seen = state.seen
-    seen[event.event_id] = event.received_ms
+def _forget_seen(seen: dict[str, int], watermark_ms: int) -> None:
+    """Drop the oldest seen ids beyond SEEN_KEEP that are too old, or beyond SEEN_CAP."""
     while len(seen) > SEEN_KEEP:
         oldest = next(iter(seen))
         if len(seen) <= SEEN_CAP and seen[oldest] >= watermark_ms - SEEN_KEEP_MS:

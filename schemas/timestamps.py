@@ -11,13 +11,14 @@ import re
 from datetime import UTC, date, datetime
 from functools import lru_cache
 
-__all__ = ["InvalidTimestamp", "format_ms", "normalize", "parse_ms"]
+__all__ = ["InvalidTimestamp", "canonical_ms", "format_ms", "normalize", "parse_ms"]
 
 _RFC3339 = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
     r"(Z|z|[+-]\d{2}:?\d{2})?$"
 )
 _CANONICAL = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
+_CANONICAL_ASCII = re.compile(_CANONICAL.pattern, re.ASCII)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DAY_MS = 86_400_000
 # Minutes seen recently, both ways: "YYYY-MM-DDTHH:MM" -> epoch ms of that minute
@@ -28,27 +29,53 @@ _MINUTES_KEPT = 4096
 _MINUTES: dict[str, int] = {}
 _MINUTE_TEXTS: dict[int, str] = {}
 _SECOND_TEXTS: list[str] = []
-# The parts of the canonical form's tail: ":SS." -> ms and "mmmZ" -> ms.
+# Seconds seen recently in the canonical form: "YYYY-MM-DDTHH:MM:SS" -> epoch ms,
+# only ASCII prefixes that passed the full check (a stream's records share their
+# second with hundreds of others, so one lookup and the fraction table decode most).
+_SECONDS: dict[str, int] = {}
+# The parts of the canonical form's tail: ":SS." -> ms, "mmmZ" -> ms, ".mmmZ" -> ms.
 _SECOND_MS = {f":{second:02d}.": second * 1000 for second in range(60)}
 _MILLI = {f"{milli:03d}Z": milli for milli in range(1000)}
+_FRACTION_MS = {f".{milli:03d}Z": milli for milli in range(1000)}
 
 
 class InvalidTimestamp(ValueError):
     """A timestamp that is not RFC 3339 (a missing zone is read as UTC)."""
 
 
+def canonical_ms(text: str) -> int | None:
+    """`parse_ms(text)` if `text` is exactly the contract's form in ASCII digits, else None.
+
+    For fast paths that must accept nothing the contract's pattern refuses: a
+    None (or an `InvalidTimestamp` for an impossible date) sends the caller to its
+    full check.
+    """
+    if len(text) == 24:
+        ms = _seen_second_ms(text)
+        if ms is not None:
+            return ms
+        if _CANONICAL_ASCII.fullmatch(text):
+            return parse_ms(text)
+    return None
+
+
 def parse_ms(text: str) -> int:
     """Milliseconds since the epoch; sub-millisecond digits are truncated."""
     if len(text) == 24:
-        # Hot path: the contract's own form, whose minute was seen before. The
-        # cached prefixes passed the full check below, and the two small tables
-        # hold only valid ":SS." and "mmmZ" parts, so lookups check and convert.
+        # Hot path: the contract's own form, whose second (or else minute) was seen
+        # before. The cached prefixes passed the full check below, and the small
+        # tables hold only valid ":SS.", "mmmZ" and ".mmmZ" parts, so lookups
+        # check and convert.
+        ms = _seen_second_ms(text)
+        if ms is not None:
+            return ms
         minute_ms = _MINUTES.get(text[:16])
         if minute_ms is not None:
-            second_ms = _SECOND_MS.get(text[16:20])
+            seconds_ms = _SECOND_MS.get(text[16:20])
             milli = _MILLI.get(text[20:])
-            if second_ms is not None and milli is not None:
-                return minute_ms + second_ms + milli
+            if seconds_ms is not None and milli is not None:
+                _remember_second(text, minute_ms + seconds_ms)
+                return minute_ms + seconds_ms + milli
         if _CANONICAL.fullmatch(text):
             # The contract's form: no datetime.
             if not _valid_clock(text):
@@ -132,6 +159,24 @@ def _day_ms(day: str) -> int:
 @lru_cache(maxsize=4096)
 def _day_text(days: int) -> str:
     return date.fromordinal(days + _EPOCH_ORDINAL).isoformat()
+
+
+def _seen_second_ms(text: str) -> int | None:
+    """A 24-character text's ms if its second is cached and its tail is ".mmmZ"."""
+    second_ms = _SECONDS.get(text[:19])
+    if second_ms is not None:
+        milli = _FRACTION_MS.get(text[19:])
+        if milli is not None:
+            return second_ms + milli
+    return None
+
+
+def _remember_second(text: str, second_ms: int) -> None:
+    """Cache a canonical ASCII second prefix whose minute and ":SS." were checked."""
+    if text.isascii():
+        if len(_SECONDS) >= _MINUTES_KEPT:
+            _SECONDS.clear()
+        _SECONDS[text[:19]] = second_ms
 
 
 def _valid_clock(text: str) -> bool:

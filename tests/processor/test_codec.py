@@ -7,12 +7,14 @@ dead-letter record.
 
 from __future__ import annotations
 
+import json
+
 import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from processor.codec import DecodeError, decode, encode_tick
+from processor.codec import DecodeError, decode, decode_checked, decode_fast, encode_tick
 from processor.windows import Event, Tick
 from schemas.timestamps import format_ms, parse_ms
 
@@ -113,3 +115,157 @@ def test_decode_reads_back_what_the_contract_writes(
         received,
         window,
     )
+
+
+# --- the fast path: a strict subset of the contract's validator ------------------
+#
+# `decode` tries `decode_fast` (msgspec) first and falls back to `decode_checked`
+# (pydantic). The fallback makes every refusal pydantic's; what must hold is that
+# the fast path never accepts anything pydantic would refuse, or decodes it to
+# anything else, and that it does take the records the pipeline really writes
+# (else it is dead weight on the hot path).
+
+
+def _agrees(key: bytes | None, value: bytes) -> bool:
+    """Whether the fast path answered (it must then be the checked answer)."""
+    fast = decode_fast(key, value)
+    if fast is None:
+        return False
+    assert fast == decode_checked(key, value)
+    assert type(fast.received_ms) is int
+    return True
+
+
+def test_the_fast_path_takes_every_record_the_producer_and_the_worker_write() -> None:
+    from producer.normalize import parse_json, to_event
+    from producer.publisher import encode
+    from producer.test_events import sample_requests
+    from tests.producer import seeds
+
+    settings = seeds.settings()
+    taken = 0
+    for provider in ("cloudflare", "fastpix", "gjirafa"):
+        for request in sample_requests(provider, "in-1", settings, parse_ms(AT)):
+            event = to_event(provider, parse_json(request.body), parse_ms(LATER))
+            key, value = encode(event)
+            taken += _agrees(key, value)
+    key, value = encode_tick(parse_ms(LATER))
+    taken += _agrees(key, value)
+    assert taken == 5 + 7 + 6 + 1
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        # lax values pydantic accepts and msgspec's strict types do not
+        orjson.dumps(_event(reconnect_window_s=60.0)),
+        orjson.dumps(_event(reconnect_window_s="60")),
+        orjson.dumps(_event(reconnect_window_s=True)),
+        orjson.dumps(_event(payload=float("nan"))).replace(b"null", b"NaN"),
+        # the tag twice: pydantic reads the first
+        orjson.dumps(_event()).replace(b"{", b'{"schema":"livewindows/tick/v1",', 1),
+        # a payload deeper than pydantic's recursion limit: refused
+        orjson.dumps(_event(payload=_ABSENT))[:-1]
+        + b',"payload":'
+        + b"[" * 250
+        + b"]" * 250
+        + b"}",
+        # timestamps the contract's pattern refuses or parse_ms must judge
+        orjson.dumps(_event(occurred_at=AT + "\n")),
+        orjson.dumps(_event(occurred_at="2026-02-30T00:00:01.400Z")),
+        orjson.dumps(_event(received_at="2026-01-01T00:00:01.4000")),
+        orjson.dumps(_event(received_at="٢٠٢٦-01-01T00:00:01.400Z")),
+        orjson.dumps({"schema": "livewindows/tick/v1", "received_at": "2026-01-01T23:59:60.000Z"}),
+    ],
+)
+def test_what_the_fast_path_cannot_vouch_for_is_left_to_the_full_check(value: bytes) -> None:
+    assert decode_fast(None, value) is None
+    try:
+        expected: object = decode_checked(None, value)
+    except DecodeError as exc:
+        expected = str(exc)
+    try:
+        got: object = decode(None, value)
+    except DecodeError as exc:
+        got = str(exc)
+    assert got == expected
+
+
+def test_a_key_that_is_not_the_events_input_is_left_to_the_full_check() -> None:
+    assert decode_fast(b"fastpix:in-2", orjson.dumps(_event())) is None
+
+
+_TIMESTAMPS = st.one_of(
+    _MS.map(format_ms),
+    st.text(alphabet="0123456789-:.TZz+ ٢\n", min_size=18, max_size=26),
+    st.sampled_from([AT, LATER, AT.lower(), AT.replace("Z", "+00:00"), AT[:-5] + "Z"]),
+)
+_JSON_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=8),
+)
+_FIELD_VALUES = {
+    "schema": st.sampled_from(["livewindows/event/v1", "livewindows/tick/v1", "x", ""]),
+    "event_id": st.one_of(st.text(max_size=4), _JSON_SCALARS),
+    "provider": st.one_of(st.sampled_from(["fastpix", "gjirafa", "Fastpix"]), _JSON_SCALARS),
+    "input_id": st.one_of(st.text(max_size=4), _JSON_SCALARS),
+    "kind": st.one_of(st.sampled_from(["connected", "ended", "paused"]), _JSON_SCALARS),
+    "occurred_at": st.one_of(_TIMESTAMPS, _JSON_SCALARS),
+    "received_at": st.one_of(_TIMESTAMPS, _JSON_SCALARS),
+    "reconnect_window_s": st.one_of(st.integers(-5, 2**66), _JSON_SCALARS),
+    "payload": st.recursive(
+        _JSON_SCALARS,
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+        ),
+        max_leaves=8,
+    ),
+}
+
+
+@given(
+    changes=st.dictionaries(
+        st.sampled_from(sorted(_FIELD_VALUES)),
+        st.just(None),
+        max_size=4,
+    ).flatmap(
+        lambda chosen: st.fixed_dictionaries(
+            {name: st.one_of(st.just(_ABSENT), _FIELD_VALUES[name]) for name in chosen}
+        )
+    ),
+    with_key=st.booleans(),
+    ascii_only=st.booleans(),
+)
+def test_the_fast_path_never_disagrees_with_the_contracts_validator(
+    changes: dict[str, object], with_key: bool, ascii_only: bool
+) -> None:
+    # The standard library's encoder, for integers past 64 bits and escaped text.
+    value = json.dumps(_event(**changes), ensure_ascii=ascii_only).encode()
+    _agrees(b"fastpix:in-1" if with_key else None, value)
+
+
+_VALID = orjson.dumps(_event())
+
+
+@given(
+    edits=st.lists(
+        st.tuples(st.integers(0, len(_VALID) - 1), st.integers(0, 2), st.binary(max_size=3)),
+        min_size=1,
+        max_size=3,
+    )
+)
+def test_the_fast_path_never_disagrees_on_damaged_bytes(
+    edits: list[tuple[int, int, bytes]],
+) -> None:
+    value = _VALID
+    for at, removed, inserted in edits:
+        value = value[:at] + inserted + value[at + removed :]
+    try:
+        decode_checked(None, value)
+    except DecodeError:
+        assert decode_fast(None, value) is None
+    else:
+        _agrees(None, value)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.timestamps import InvalidTimestamp, format_ms, normalize, parse_ms
+from schemas import timestamps
+from schemas.timestamps import InvalidTimestamp, canonical_ms, format_ms, normalize, parse_ms
 
 
 @pytest.mark.parametrize(
@@ -63,3 +65,61 @@ def test_a_seen_minute_does_not_let_a_bad_tail_through(tail: str) -> None:
     assert parse_ms(f"{minute}:07.890Z") == parse_ms("2026-03-04T05:06:00.000Z") + 7_890
     with pytest.raises(InvalidTimestamp):
         parse_ms(minute + tail)
+
+
+def _uncached(text: str) -> int | str:
+    """parse_ms with empty caches: what the full parser says."""
+    timestamps._SECONDS.clear()
+    timestamps._MINUTES.clear()
+    try:
+        return parse_ms(text)
+    except InvalidTimestamp:
+        return "refused"
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [".000", ".0000Z", ",250Z", ".25Z", ".250z", ".\uff12\uff15\uff10Z", ".250\n", ".25OZ"],
+)
+def test_a_seen_second_reads_any_other_fraction_as_the_full_parser_does(tail: str) -> None:
+    # The second cache is filled by the second call of a second; after it, a tail
+    # that is not ".mmmZ" must get the full parser's answer, not the cache's.
+    second = "2026-03-04T05:06:07"
+    expected = _uncached(second + tail)
+    for _ in range(2):
+        assert parse_ms(f"{second}.890Z") == parse_ms("2026-03-04T05:06:00.000Z") + 7_890
+    assert canonical_ms(second + tail) is None
+    try:
+        got: int | str = parse_ms(second + tail)
+    except InvalidTimestamp:
+        got = "refused"
+    assert got == expected
+
+
+_CANONICAL_CHARS = "0123456789-:.TZ\u0662\uff12 \n"
+
+
+@given(
+    st.one_of(
+        st.integers(0, 4_102_444_800_000).map(format_ms),
+        st.text(alphabet=_CANONICAL_CHARS, min_size=22, max_size=26),
+        st.integers(0, 4_102_444_800_000).map(
+            lambda ms: format_ms(ms)[:-5] + "." + format_ms(ms)[-4:]
+        ),
+    )
+)
+def test_canonical_ms_is_parse_ms_on_the_contracts_form_and_none_elsewhere(text: str) -> None:
+    for _ in range(2):  # once to fill the caches, once to read them
+        got = None
+        try:
+            got = canonical_ms(text)
+        except InvalidTimestamp:
+            got = None
+        canonical = len(text) == 24 and re.fullmatch(
+            r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z", text
+        )
+        if got is not None:
+            assert canonical and got == parse_ms(text)
+        elif canonical:
+            with pytest.raises(InvalidTimestamp):  # only an impossible date or clock
+                parse_ms(text)
