@@ -350,13 +350,15 @@ def _chart_ratios(ax: Any, results: dict[str, dict[str, Any]]) -> None:
         for row in result["rows"]:
             if row.get("passed") is None or row.get("ratio") is None:
                 continue
-            labels.append(f"{name}\n{row['metric'][:28]}")
+            metric, _, engine = row["metric"].partition(", --engine ")
+            labels.append(f"{name}\n{metric[:28]}" + (f" ({engine})" if engine else ""))
             ratios.append(row["ratio"])
             colors.append("tab:green" if row["passed"] else "tab:red")
     if not labels:
         ax.axis("off")
         return
-    ax.barh(labels, ratios, color=colors)
+    ax.barh(range(len(labels)), ratios, color=colors)  # by position: labels may repeat
+    ax.set_yticks(range(len(labels)), labels)
     for i, value in enumerate(ratios):
         ax.text(value, i, f" {value:.2f}x", va="center", fontsize=8)
     ax.set_xscale("log")
