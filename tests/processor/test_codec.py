@@ -162,7 +162,7 @@ def test_the_fast_path_takes_every_record_the_producer_and_the_worker_write() ->
         orjson.dumps(_event(reconnect_window_s="60")),
         orjson.dumps(_event(reconnect_window_s=True)),
         orjson.dumps(_event(payload=float("nan"))).replace(b"null", b"NaN"),
-        # the tag twice: pydantic reads the first
+        # the tag twice: pydantic reads the last, msgspec refuses
         orjson.dumps(_event()).replace(b"{", b'{"schema":"livewindows/tick/v1",', 1),
         # a payload deeper than pydantic's recursion limit: refused
         orjson.dumps(_event(payload=_ABSENT))[:-1]
@@ -189,6 +189,15 @@ def test_what_the_fast_path_cannot_vouch_for_is_left_to_the_full_check(value: by
     except DecodeError as exc:
         got = str(exc)
     assert got == expected
+
+
+@pytest.mark.parametrize("first", ["", "e-0"])
+def test_a_field_given_twice_is_read_as_the_contracts_validator_reads_it(first: str) -> None:
+    twice = f'"event_id":"{first}","event_id":"e-1"'.encode()
+    value = orjson.dumps(_event()).replace(b'"event_id":"e-1"', twice)
+    _agrees(None, value)  # if the fast path answers, it is the checked answer
+    event = decode(None, value)
+    assert isinstance(event, Event) and event.event_id == "e-1"
 
 
 def test_a_key_that_is_not_the_events_input_is_left_to_the_full_check() -> None:
