@@ -9,8 +9,8 @@ Two validators, one contract. The pydantic one below is the definition: its
 acceptance and its error messages are the contract's. In front of it runs a
 strict msgspec decoder (about three times faster here) that accepts a subset of
 what pydantic accepts, the form the producer writes; anything else it is unsure
-of (a lax integer, a duplicated tag, an odd timestamp, a deep payload) goes to
-pydantic, so what is decoded, and every refusal, is pydantic's.
+of (a lax integer, a duplicated tag, an odd timestamp, a deep payload, a field it
+does not name) goes to pydantic, so what is decoded, and every refusal, is pydantic's.
 `tests/processor/test_codec.py` checks the subset property by fuzzing.
 """
 
@@ -75,13 +75,14 @@ _RECORD: TypeAdapter[_EventFields | _TickFields] = TypeAdapter(_RecordFields)  #
 _VALIDATE_JSON = _RECORD.validator.validate_json
 
 
-# The strict fast path: the same fields, strict types (no "60" or 60.0 for an
-# int), the schema as a tagged union. Its result is used only when every check
-# below passes; otherwise the record is decoded by pydantic as if it were not here.
+# The strict fast path: the fields the producer and the worker write and no others,
+# strict types (no "60" or 60.0 for an int), the schema as a tagged union. Its
+# result is used only when every check below passes; otherwise the record is
+# decoded by pydantic as if it were not here.
 _NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 
 
-class _FastEvent(msgspec.Struct, tag_field="schema", tag=EVENT_SCHEMA):
+class _FastEvent(msgspec.Struct, tag_field="schema", tag=EVENT_SCHEMA, forbid_unknown_fields=True):
     event_id: _NonEmpty
     provider: Provider
     input_id: _NonEmpty
@@ -89,24 +90,26 @@ class _FastEvent(msgspec.Struct, tag_field="schema", tag=EVENT_SCHEMA):
     occurred_at: str
     received_at: str
     reconnect_window_s: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    provider_event_type: str = ""
+    payload: msgspec.Raw = msgspec.Raw(b"")  # left as bytes: only its depth matters
 
 
-class _FastTick(msgspec.Struct, tag_field="schema", tag=TICK_SCHEMA):
+class _FastTick(msgspec.Struct, tag_field="schema", tag=TICK_SCHEMA, forbid_unknown_fields=True):
     received_at: str
 
 
 _FAST_DECODE = msgspec.json.Decoder(_FastEvent | _FastTick).decode
 # pydantic refuses JSON nested deeper than its recursion limit (201 levels), msgspec
-# does not; each level opens a bracket, so a value with fewer brackets than this
-# is never that deep (the producer's own limit is 64).
+# does not. Every other field is a scalar, so the record nests one level deeper
+# than its payload, and each level opens a bracket: a payload with no more
+# brackets than this is never too deep (the producer's own limit is 64).
 _FAST_MAX_BRACKETS = 64
+_new_event = tuple.__new__  # a NamedTuple's own __new__ is a Python function: skipped
 
 
 def decode_fast(key: bytes | None, value: bytes) -> Record | None:
     """`decode(key, value)` for a record in the form the producer and worker write,
     or None where only the full check can tell (never a different answer)."""
-    if value.count(b"{") + value.count(b"[") > _FAST_MAX_BRACKETS:
-        return None
     if not value.isascii():  # msgspec does not check the UTF-8 of what it skips
         try:
             value.decode()
@@ -118,6 +121,9 @@ def decode_fast(key: bytes | None, value: bytes) -> Record | None:
             received_ms = canonical_ms(fields.received_at)
             return None if received_ms is None else Tick(received_ms)
         assert isinstance(fields, _FastEvent)
+        payload = bytes(fields.payload)
+        if payload.count(b"{") + payload.count(b"[") > _FAST_MAX_BRACKETS:
+            return None
         occurred_ms = canonical_ms(fields.occurred_at)
         received_ms = canonical_ms(fields.received_at)
     except (msgspec.MsgspecError, InvalidTimestamp):
@@ -130,16 +136,19 @@ def decode_fast(key: bytes | None, value: bytes) -> Record | None:
         or (key is not None and key != event_key.encode())
     ):
         return None
-    return Event(
-        fields.event_id,
-        event_key,
-        provider,
-        input_id,
-        fields.kind,
-        occurred_ms,
-        received_ms,
-        fields.reconnect_window_s,
-        value,
+    return _new_event(  # the field order of Event
+        Event,
+        (
+            fields.event_id,
+            event_key,
+            provider,
+            input_id,
+            fields.kind,
+            occurred_ms,
+            received_ms,
+            fields.reconnect_window_s,
+            value,
+        ),
     )
 
 

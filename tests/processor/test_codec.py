@@ -164,6 +164,9 @@ def test_the_fast_path_takes_every_record_the_producer_and_the_worker_write() ->
         orjson.dumps(_event(payload=float("nan"))).replace(b"null", b"NaN"),
         # the tag twice: pydantic reads the last, msgspec refuses
         orjson.dumps(_event()).replace(b"{", b'{"schema":"livewindows/tick/v1",', 1),
+        # a field the contract does not name (pydantic ignores it), deep or not
+        orjson.dumps({**_event(), "note": "x"}),
+        orjson.dumps({**_event(), "note": "x"})[:-1] + b',"deep":' + b"[" * 250 + b"]" * 250 + b"}",
         # a payload deeper than pydantic's recursion limit: refused
         orjson.dumps(_event(payload=_ABSENT))[:-1]
         + b',"payload":'
