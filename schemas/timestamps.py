@@ -22,7 +22,7 @@ _CANONICAL_ASCII = re.compile(_CANONICAL.pattern, re.ASCII)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DAY_MS = 86_400_000
 # Minutes seen recently, both ways: "YYYY-MM-DDTHH:MM" -> epoch ms of that minute
-# (only prefixes that passed the full check), and epoch minute -> "YYYY-MM-DDTHH:MM:".
+# (only ASCII prefixes that passed the full check), and epoch minute -> "YYYY-MM-DDTHH:MM:".
 # Records of a stream are close in time, so a few entries serve nearly every call;
 # the caches are cleared when full rather than grown.
 _MINUTES_KEPT = 4096
@@ -30,12 +30,11 @@ _MINUTES: dict[str, int] = {}
 _MINUTE_TEXTS: dict[int, str] = {}
 _SECOND_TEXTS: list[str] = []
 # Seconds seen recently in the canonical form: "YYYY-MM-DDTHH:MM:SS" -> epoch ms,
-# only ASCII prefixes that passed the full check (a stream's records share their
-# second with hundreds of others, so one lookup and the fraction table decode most).
+# a cached minute and a valid ":SS" (a stream's records share their second with
+# hundreds of others, so one lookup and the fraction table decode most).
 _SECONDS: dict[str, int] = {}
-# The parts of the canonical form's tail: ":SS." -> ms, "mmmZ" -> ms, ".mmmZ" -> ms.
-_SECOND_MS = {f":{second:02d}.": second * 1000 for second in range(60)}
-_MILLI = {f"{milli:03d}Z": milli for milli in range(1000)}
+# The parts of the canonical form's tail: ":SS" -> ms and ".mmmZ" -> ms.
+_SECOND_MS = {f":{second:02d}": second * 1000 for second in range(60)}
 _FRACTION_MS = {f".{milli:03d}Z": milli for milli in range(1000)}
 
 
@@ -63,16 +62,16 @@ def parse_ms(text: str) -> int:
     """Milliseconds since the epoch; sub-millisecond digits are truncated."""
     if len(text) == 24:
         # Hot path: the contract's own form, whose second (or else minute) was seen
-        # before. The cached prefixes passed the full check below, and the small
-        # tables hold only valid ":SS.", "mmmZ" and ".mmmZ" parts, so lookups
-        # check and convert.
+        # before. The cached prefixes passed the full check below, and the two
+        # small tables hold only valid ":SS" and ".mmmZ" parts, so lookups check
+        # and convert.
         ms = _seen_second_ms(text)
         if ms is not None:
             return ms
         minute_ms = _MINUTES.get(text[:16])
         if minute_ms is not None:
-            seconds_ms = _SECOND_MS.get(text[16:20])
-            milli = _MILLI.get(text[20:])
+            seconds_ms = _SECOND_MS.get(text[16:19])
+            milli = _FRACTION_MS.get(text[19:])
             if seconds_ms is not None and milli is not None:
                 _remember_second(text, minute_ms + seconds_ms)
                 return minute_ms + seconds_ms + milli
@@ -83,9 +82,10 @@ def parse_ms(text: str) -> int:
             minute_ms = (
                 _day_ms(text[:10]) + int(text[11:13]) * 3_600_000 + int(text[14:16]) * 60_000
             )
-            if len(_MINUTES) >= _MINUTES_KEPT:
-                _MINUTES.clear()
-            _MINUTES[text[:16]] = minute_ms
+            if text[:16].isascii():  # "0\u0660" passes the clock check and int()
+                if len(_MINUTES) >= _MINUTES_KEPT:
+                    _MINUTES.clear()
+                _MINUTES[text[:16]] = minute_ms
             return minute_ms + int(text[17:19]) * 1000 + int(text[20:23])
     if len(text) >= 20 and text[-1] == "Z" and text[16] == ":":
         # Warm path: a seen minute, then seconds with any fraction (or none) and Z,
@@ -172,11 +172,10 @@ def _seen_second_ms(text: str) -> int | None:
 
 
 def _remember_second(text: str, second_ms: int) -> None:
-    """Cache a canonical ASCII second prefix whose minute and ":SS." were checked."""
-    if text.isascii():
-        if len(_SECONDS) >= _MINUTES_KEPT:
-            _SECONDS.clear()
-        _SECONDS[text[:19]] = second_ms
+    """Cache the second prefix of a text whose minute was cached and ":SS" checked."""
+    if len(_SECONDS) >= _MINUTES_KEPT:
+        _SECONDS.clear()
+    _SECONDS[text[:19]] = second_ms
 
 
 def _valid_clock(text: str) -> bool:

@@ -110,7 +110,6 @@ _CANONICAL_CHARS = "0123456789-:.TZ\u0662\uff12 \n"
 )
 def test_canonical_ms_is_parse_ms_on_the_contracts_form_and_none_elsewhere(text: str) -> None:
     for _ in range(2):  # once to fill the caches, once to read them
-        got = None
         try:
             got = canonical_ms(text)
         except InvalidTimestamp:
