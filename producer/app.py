@@ -129,7 +129,13 @@ async def _gjirafa(request: web.Request) -> web.Response:
 
 
 async def _read_body(request: web.Request) -> bytes:
-    limit = request.app[_SETTINGS].max_body_bytes
+    try:
+        return await _read_limited(request, request.app[_SETTINGS].max_body_bytes)
+    except web.RequestPayloadError:
+        raise Rejected(400, "body could not be read: broken chunking or Content-Encoding") from None
+
+
+async def _read_limited(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)
     content = request.content

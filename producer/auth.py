@@ -16,6 +16,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -46,7 +47,8 @@ class Credentials:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Credentials:
-        """Raises `ConfigError` for a FastPix secret that is not base64; absent is allowed."""
+        """Raises `ConfigError` for a FastPix secret that is not base64 of a key; absent is
+        allowed (`missing_secrets` says so)."""
         tokens = secret_values(settings.video_events_token)
         cf_secrets = secret_values(settings.cf_webhook_secret) or tokens
         return cls(
@@ -67,15 +69,27 @@ def missing_secrets(settings: Settings) -> list[str]:
     return [name for name, secret in required.items() if not secret_values(secret)]
 
 
+# One alphabet or the other, whole, padding optional: `urlsafe_b64decode` alone
+# would drop any other character and could leave an empty key, with which
+# anybody can sign.
+_BASE64 = re.compile(r"(?:[A-Za-z0-9+/]*|[A-Za-z0-9_-]*)={0,2}")
+
+
 def _b64_key(value: str) -> bytes:
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        pass
-    try:  # the URL-safe alphabet, padding optional
-        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-    except (binascii.Error, ValueError):
-        raise ConfigError("FASTPIX_WEBHOOK_SECRET: a value is not base64") from None
+    """A FastPix secret's HMAC key; `ConfigError` unless it is base64 of at least one byte."""
+    key = b""
+    if _BASE64.fullmatch(value):
+        unpadded = value.rstrip("=")
+        try:
+            key = base64.b64decode(
+                unpadded.replace("-", "+").replace("_", "/") + "=" * (-len(unpadded) % 4),
+                validate=True,
+            )
+        except (binascii.Error, ValueError):
+            key = b""
+    if not key:
+        raise ConfigError("FASTPIX_WEBHOOK_SECRET: a value is not base64 of a non-empty key")
+    return key
 
 
 def _bytes(text: str) -> bytes:

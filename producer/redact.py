@@ -46,7 +46,11 @@ def _kind(name: object) -> int:
 
 
 def redact_rtmp_url(url: object) -> object:
-    """`rtmp://host/app/<key>` → `rtmp://host/app/[redacted]`; anything odd → `[redacted]`."""
+    """`rtmp://host/app/<key>` → `rtmp://host/app/[redacted]`; anything odd → `[redacted]`.
+
+    The last non-empty path segment is taken for the key, so `rtmp://host/app/`
+    becomes `rtmp://host/[redacted]/`: a segment that may be a key is hidden.
+    """
     if url is None or url == "":
         return url
     if not isinstance(url, str):
@@ -55,11 +59,14 @@ def redact_rtmp_url(url: object) -> object:
         parts = urlsplit(url)
     except ValueError:
         return REDACTED
-    head, slash, last = parts.path.rpartition("/")
-    if not parts.netloc or not slash:
+    if not parts.netloc or not parts.path.startswith("/"):
         return REDACTED  # no path segment to keep apart from the key: hide it all
+    # The key is the last non-empty segment, trailing slashes or not
+    # (`.../app/<key>/` must not keep it).
+    kept = parts.path.rstrip("/")
+    head, slash, _key = kept.rpartition("/")
+    path = f"{head}/{REDACTED}{parts.path[len(kept) :]}" if slash else parts.path
     # A key can also ride in the query, the fragment or the user info.
-    path = f"{head}/{REDACTED}" if last else parts.path
     netloc = parts.netloc.rpartition("@")[2]
     query = REDACTED if parts.query else ""
     fragment = REDACTED if parts.fragment else ""

@@ -122,7 +122,10 @@ def parse_ms(text: str) -> int:
     if zone and zone not in ("Z", "z"):
         sign = 1 if zone[0] == "+" else -1
         digits = zone[1:].replace(":", "")
-        offset_ms = sign * (int(digits[:2]) * 60 + int(digits[2:])) * 60_000
+        hours, minutes = int(digits[:2]), int(digits[2:])
+        if hours > 23 or minutes > 59:  # RFC 3339's time-numoffset
+            raise InvalidTimestamp(f"not a valid UTC offset: {text!r}")
+        offset_ms = sign * (hours * 60 + minutes) * 60_000
     seconds = int((moment - _EPOCH).total_seconds())
     return seconds * 1000 + millis - offset_ms
 

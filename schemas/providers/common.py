@@ -33,7 +33,16 @@ Rfc3339 = Annotated[
     AfterValidator(check_rfc3339),
     Field(description="RFC 3339 time; digits below the millisecond are truncated"),
 ]
-NonEmptyStr = Annotated[str, Field(min_length=1)]
+
+
+def _not_blank(text: str) -> str:
+    # An id of spaces would make every such event one id (and the next ones duplicates).
+    if text.isspace():
+        raise ValueError("must not be blank")
+    return text
+
+
+NonEmptyStr = Annotated[str, Field(min_length=1), AfterValidator(_not_blank)]
 
 
 class ProviderModel(BaseModel):

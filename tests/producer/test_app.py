@@ -187,6 +187,19 @@ async def test_a_chunked_body_is_cut_at_the_limit(make_client: MakeClient) -> No
     assert sent < 10_000
 
 
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_a_body_that_does_not_decompress_is_400(
+    make_client: MakeClient, encoding: str
+) -> None:
+    publisher = MemoryPublisher()
+    client = await make_client(publisher=publisher)
+    headers = {"Content-Encoding": encoding}
+    response = await client.post(GJ_PATH, data=b"not compressed at all", headers=headers)
+    assert response.status == 400
+    assert (await response.json())["error"].startswith("body could not be read")
+    assert publisher.events == []
+
+
 async def test_a_body_of_exactly_the_limit_is_read(make_client: MakeClient) -> None:
     publisher = MemoryPublisher()
     client = await make_client(settings=seeds.settings(max_body_bytes=1024), publisher=publisher)

@@ -108,9 +108,14 @@ def test_fastpix_url_safe_secrets_are_decoded_too() -> None:
     assert creds.fastpix_keys == (key,)
 
 
-def test_a_fastpix_secret_that_is_not_base64_is_a_config_error() -> None:
+# `urlsafe_b64decode` drops what is not in its alphabet: "====" or "$$$$" would
+# give an empty HMAC key, with which anybody can sign.
+@pytest.mark.parametrize(
+    "secret", ["not*base64!", "====", "=", "!!!!", "$$$$$$$$", "a", "a b", "c2VjcmV0,=="]
+)
+def test_a_fastpix_secret_that_is_not_base64_of_a_key_is_a_config_error(secret: str) -> None:
     with pytest.raises(ConfigError, match="FASTPIX_WEBHOOK_SECRET"):
-        Credentials.from_settings(seeds.settings(fastpix_webhook_secret="not*base64!"))
+        Credentials.from_settings(seeds.settings(fastpix_webhook_secret=secret))
 
 
 # --- Gjirafa: path token ----------------------------------------------------------

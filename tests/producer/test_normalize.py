@@ -445,6 +445,21 @@ def test_fastpix_reconnect_window_must_be_a_non_negative_integer(window: Any) ->
     assert _fields("fastpix", document) == ["data.reconnectWindow"]
 
 
+@pytest.mark.parametrize("blank", ["", " ", "\t\n"])
+def test_blank_ids_are_rejected_not_shared(blank: str) -> None:
+    # A blank event id would be one id for all such events: the next ones duplicates.
+    stream = seeds.fastpix_stream("video.live_stream.disconnected", id=blank)
+    assert _fields("fastpix", stream) == ["id"]
+    stream = seeds.fastpix_stream("video.live_stream.disconnected")
+    stream["object"]["id"] = blank
+    assert _fields("fastpix", stream) == ["object.id"]
+    document = {**seeds.GJIRAFA["live.video.started"], "data": {"Id": blank}}
+    assert _fields("gjirafa", document) == ["data.Id"]
+    cloudflare = seeds.cloudflare("live_input.connected")
+    cloudflare["data"]["input_id"] = blank
+    assert _fields("cloudflare", cloudflare) == ["data.input_id"]
+
+
 def test_fastpix_without_a_type_is_rejected() -> None:
     document = seeds.fastpix_stream("video.live_stream.connected")
     del document["type"]

@@ -44,7 +44,12 @@ def test_redaction_does_not_touch_the_input() -> None:
         ("rtmps://host:443/live/app/key123", "rtmps://host:443/live/app/[redacted]"),
         ("rtmp://host/app/key123?token=abc", "rtmp://host/app/[redacted]?[redacted]"),
         ("rtmp://user:pw@host/app/key", "rtmp://host/app/[redacted]"),
-        ("rtmp://host/app/", "rtmp://host/app/"),
+        # A trailing slash does not make the key the empty segment after it.
+        ("rtmps://host:443/rtmp/FB-KEY-123/", "rtmps://host:443/rtmp/[redacted]/"),
+        ("rtmp://host/app/KEY/?a=b", "rtmp://host/app/[redacted]/?[redacted]"),
+        ("rtmp://host/KEY//", "rtmp://host/[redacted]//"),
+        ("rtmp://host/app/", "rtmp://host/[redacted]/"),  # "app" may be the key
+        ("rtmp://host/", "rtmp://host/"),
         ("rtmp://host", REDACTED),
         ("not a url", REDACTED),
         ("", ""),
@@ -55,6 +60,17 @@ def test_redaction_does_not_touch_the_input() -> None:
 )
 def test_rtmp_url_keeps_everything_but_the_key(url: Any, redacted: Any) -> None:
     assert redact_rtmp_url(url) == redacted
+
+
+segment = st.text(st.characters(codec="ascii", categories=["L", "N"]), min_size=1, max_size=8)
+
+
+@given(st.lists(segment, max_size=3), segment, st.integers(0, 3), st.sampled_from(["", "?q=1"]))
+def test_the_last_path_segment_never_survives_whatever_follows_it(
+    head: list[str], key: str, slashes: int, query: str
+) -> None:
+    url = f"rtmp://host/{'/'.join([*head, 'SECRET' + key])}{'/' * slashes}{query}"
+    assert "SECRET" not in str(redact_rtmp_url(url))
 
 
 def test_nested_credentials_are_redacted_at_any_depth() -> None:

@@ -22,6 +22,8 @@ from schemas.timestamps import InvalidTimestamp, canonical_ms, format_ms, normal
         ("2024-07-17T11:40:06Z", "2024-07-17T11:40:06.000Z"),
         ("2024-07-17T11:40:06.5Z", "2024-07-17T11:40:06.500Z"),
         ("2024-07-17T13:40:06.999+02:00", "2024-07-17T11:40:06.999Z"),
+        ("2024-07-17T05:10:06.999-0630", "2024-07-17T11:40:06.999Z"),
+        ("2024-07-18T11:39:06.999+23:59", "2024-07-17T11:40:06.999Z"),
         ("2024-07-17T11:41:34.1770878", "2024-07-17T11:41:34.177Z"),  # no zone: UTC
     ],
 )
@@ -39,6 +41,9 @@ def test_normalize_truncates_to_milliseconds(given_text: str, canonical: str) ->
         "2026-01-01T24:00:00.000Z",
         "2026-01-01T23:60:00.000Z",
         "2026-01-01",
+        "2026-01-01T00:00:00.000+24:00",  # RFC 3339 offsets: hours to 23, minutes to 59
+        "2026-01-01T00:00:00.000+25:99",
+        "2026-01-01T00:00:00.000-01:60",
     ],
 )
 def test_invalid_timestamps_raise_a_named_error(bad: str) -> None:
