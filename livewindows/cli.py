@@ -154,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--db",
         default="sqlite:///livewindows.db",
         metavar="URL",
-        help="sqlite:///path or postgresql://... (default sqlite:///livewindows.db)",
+        help="sqlite:///relative/path, sqlite:////absolute/path or postgresql://... "
+        "(default sqlite:///livewindows.db)",
     )
     billing.add_argument(
         "--group",

@@ -23,6 +23,27 @@ class TopicsError(Exception):
     """Topics could not be created: a one-line message for the operator."""
 
 
+def reach(bootstrap: str, timeout_s: float = REACH_TIMEOUT_S) -> set[str]:
+    """The topics of a Kafka that answers within `timeout_s`, else `TopicsError`.
+
+    For commands to check first: their own clients would retry an unreachable
+    broker without end, logging every attempt.
+    """
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    return _topic_names(admin, bootstrap, timeout_s)
+
+
+def _topic_names(admin: AdminClient, bootstrap: str, timeout_s: float) -> set[str]:
+    from confluent_kafka import KafkaException
+
+    try:
+        return set(admin.list_topics(timeout=timeout_s).topics)
+    except KafkaException:
+        raise TopicsError(f"cannot reach Kafka at {bootstrap} within {timeout_s:.0f} s") from None
+
+
 def ensure_topics(
     bootstrap: str,
     names: Sequence[str],
@@ -41,10 +62,7 @@ def ensure_topics(
     from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
-    try:
-        existing = set(admin.list_topics(timeout=timeout_s).topics)
-    except KafkaException:
-        raise TopicsError(f"cannot reach Kafka at {bootstrap} within {timeout_s:.0f} s") from None
+    existing = _topic_names(admin, bootstrap, timeout_s)
     created = {name: name not in existing for name in names}
     wanted = [
         NewTopic(

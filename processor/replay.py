@@ -40,6 +40,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from livewindows.settings import ConfigError, Settings
+from livewindows.topics import TopicsError, reach
 from processor.codec import DecodeError, decode, encode_window
 from processor.windows import (
     Config,
@@ -54,6 +55,7 @@ from schemas.timestamps import InvalidTimestamp, parse_ms
 __all__ = ["ReplayFailed", "ReplaySummary", "StartAt", "replay_command", "run_replay"]
 
 _METADATA_TIMEOUT_S = 10.0
+_REACH_TIMEOUT_S = 5.0  # before anything else: an unreachable Kafka in one line
 # Records per `consume()` call: larger batches cost fewer calls into the client.
 _CONSUME_BATCH = 5000
 
@@ -106,6 +108,18 @@ def replay_command(args: argparse.Namespace, settings: Settings) -> int:
     start = StartAt.from_args(args)
     if args.output_topic in (settings.events_topic, settings.late_topic, settings.dlq_topic):
         raise ConfigError(f"--output-topic {args.output_topic!r} is an input or side topic")
+    if args.output_topic == settings.windows_topic:
+        # Billing reads it: a replay from an offset or a time starts with empty
+        # state and would add windows the live run never had.
+        raise ConfigError(
+            f"--output-topic {args.output_topic!r} is the live windows topic (WINDOWS_TOPIC); "
+            "replay into a topic of its own"
+        )
+    try:
+        reach(settings.kafka_bootstrap_servers, _REACH_TIMEOUT_S)
+    except TopicsError as exc:
+        print(f"livewindows replay: {exc}", file=sys.stderr)
+        return 1
     try:
         summary = run_replay(
             settings,

@@ -53,6 +53,8 @@ def check_config(settings: Settings) -> None:
 
 def serve_command(args: argparse.Namespace, settings: Settings) -> int:
     check_config(settings)
+    if args.workers < 1:
+        raise ConfigError("--workers must be at least 1")
     problem = probe(settings.kafka_bootstrap_servers, settings.events_topic, STARTUP_PROBE_S)
     if problem is not None:
         print(
@@ -60,8 +62,6 @@ def serve_command(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 1
-    if args.workers < 1:
-        raise ConfigError("--workers must be at least 1")
     if args.workers > 1:
         return _supervise(args)
     if not logging.getLogger().handlers:

@@ -11,6 +11,7 @@ there. A record that is not a valid window is reported and skipped.
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import time
@@ -22,13 +23,16 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from livewindows.billing.codec import InvalidWindow, decode_window
 from livewindows.billing.store import Store, open_store, redact_url
-from livewindows.settings import Settings
+from livewindows.logfilter import hold_back_repeated_lines
+from livewindows.settings import ConfigError, Settings
+from livewindows.topics import TopicsError, reach
 from schemas.records import Window
 
 __all__ = ["DEFAULT_GROUP", "BillingConsumer", "BillingSummary", "billing_command"]
 
 DEFAULT_GROUP = "livewindows-billing"
 _PROGRESS_EVERY_S = 10.0
+_REACH_TIMEOUT_S = 5.0
 
 Report = Callable[[str], None]
 
@@ -87,6 +91,9 @@ class BillingConsumer:
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "isolation.level": "read_committed",
+                # Through `logging`, where `billing_command` holds back repeats:
+                # while Kafka is down librdkafka logs every reconnect attempt.
+                "logger": logging.getLogger("livewindows.billing.librdkafka"),
             }
         )
 
@@ -162,8 +169,27 @@ class BillingConsumer:
 
 
 def billing_command(args: argparse.Namespace, settings: Settings) -> int:
-    store = open_store(args.db)
-    group_id = getattr(args, "group", None) or DEFAULT_GROUP
+    group_id = DEFAULT_GROUP if getattr(args, "group", None) is None else args.group
+    if not group_id:
+        raise ConfigError("--group must not be empty")
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        )
+        hold_back_repeated_lines()
+    try:
+        store = open_store(args.db)
+    except ConfigError:
+        raise
+    except Exception as exc:  # the database: unreachable, refused, not a file ...
+        _stderr(f"billing: cannot open {redact_url(args.db)}: {type(exc).__name__}: {exc}")
+        return 1
+    try:
+        reach(settings.kafka_bootstrap_servers, _REACH_TIMEOUT_S)
+    except TopicsError as exc:
+        store.close()
+        _stderr(f"billing: {exc}")
+        return 1
     consumer = BillingConsumer(settings, store, group_id=group_id)
     _stderr(
         f"billing: consuming {settings.windows_topic} at {settings.kafka_bootstrap_servers} "

@@ -285,10 +285,16 @@ class PostgresStore(Store):
 
 
 def open_store(url: str) -> Store:
-    """A store for `sqlite:///path` (`sqlite:///:memory:`) or `postgresql://...`, schema ready."""
+    """A store for `sqlite:///path` (`sqlite:///:memory:`: a throwaway one, for tests) or
+    `postgresql://...`, schema ready."""
     store: Store
     if url.startswith("sqlite://"):
-        path = url.removeprefix("sqlite://").removeprefix("/") or ":memory:"
+        # SQLAlchemy's form: sqlite:///relative/path, sqlite:////absolute/path.
+        path = url.removeprefix("sqlite://").removeprefix("/")
+        if not path:
+            # An empty path would be a database thrown away at exit, with the
+            # group's offsets committed past what it held.
+            raise ConfigError(f"--db {url!r} names no file (sqlite:///PATH)")
         store = SQLiteStore(path)
     elif url.startswith(("postgresql://", "postgres://")):
         store = PostgresStore(url)

@@ -8,6 +8,7 @@ a 422 names exactly the fields the mapping could not use.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -35,14 +36,21 @@ Rfc3339 = Annotated[
 ]
 
 
-def _not_blank(text: str) -> str:
-    # An id of spaces would make every such event one id (and the next ones duplicates).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _id_text(text: str) -> str:
+    # An id of spaces would make every such event one id (and the next ones
+    # duplicates); a NUL or other control character is no id either, and one in
+    # an input id would reach every window record and store downstream.
     if text.isspace():
         raise ValueError("must not be blank")
+    if _CONTROL.search(text):
+        raise ValueError("must not contain control characters")
     return text
 
 
-NonEmptyStr = Annotated[str, Field(min_length=1), AfterValidator(_not_blank)]
+NonEmptyStr = Annotated[str, Field(min_length=1), AfterValidator(_id_text)]
 
 
 class ProviderModel(BaseModel):

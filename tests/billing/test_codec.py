@@ -39,6 +39,13 @@ def test_valid_records_round_trip() -> None:
         (_edit(encode(closed("e1", 5)), closed_at=None), "without"),
         (_edit(encode(closed("e1", 5)), close_reason=None), "without"),
         (_edit(encode(closed("e1", 5)), duration_ms=6), "is not closed_at - opened_at = 5"),
+        # The right form, but no such day: a store would fail on it (the whole batch).
+        (_edit(encode(opened("e1")), opened_at="2022-02-30T00:00:00.000Z"), "not a valid"),
+        (_edit(encode(opened("e1")), opened_at="2022-13-01T00:00:00.000Z"), "not a valid"),
+        (_edit(encode(closed("e1", 5)), closed_at="2022-02-30T00:00:00.000Z"), "not a valid"),
+        # PostgreSQL's text holds no NUL.
+        (_edit(encode(opened("e1")), input_id="in\u0000x"), "NUL"),
+        (_edit(encode(closed("e1", 5)), closing_event_id="c\u0000"), "NUL"),
     ],
 )
 def test_invalid_records_are_rejected_with_a_reason(value: bytes | None, reason: str) -> None:

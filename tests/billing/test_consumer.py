@@ -174,3 +174,33 @@ def test_cli_stops_cleanly_on_sigterm(
         assert store.rows() == fold(WINDOWS)
     finally:
         store.close()
+
+
+def _billing_cli(bootstrap: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
+    return subprocess.run(
+        [sys.executable, "-m", "livewindows.cli", "billing", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_cli_without_kafka_says_so_in_one_line(tmp_path: Path) -> None:
+    # Nothing listens on port 1: librdkafka alone would retry (and log) forever.
+    done = _billing_cli("127.0.0.1:1", "--db", "sqlite:///billing.db", cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr == "billing: cannot reach Kafka at 127.0.0.1:1 within 5 s\n"
+
+
+@pytest.mark.parametrize("db", ["sqlite://", "sqlite:////proc/no/such/dir/b.db"])
+def test_cli_with_an_unusable_database_says_so_in_one_line(
+    kafka_bootstrap: str, tmp_path: Path, db: str
+) -> None:
+    done = _billing_cli(kafka_bootstrap, "--db", db, cwd=tmp_path)
+    assert done.returncode in (1, 2)
+    assert len(done.stderr.splitlines()) == 1 and "Traceback" not in done.stderr
+    assert db in done.stderr

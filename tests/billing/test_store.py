@@ -193,7 +193,9 @@ def test_sqlite_url_forms_and_wal(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     memory.close()
 
 
-@pytest.mark.parametrize("url", ["mysql://u:secret@h/db", "livewindows.db", ""])
+@pytest.mark.parametrize(
+    "url", ["mysql://u:secret@h/db", "livewindows.db", "", "sqlite://", "sqlite:///"]
+)
 def test_unknown_urls_are_a_config_error_without_the_password(url: str) -> None:
     with pytest.raises(ConfigError) as caught:
         open_store(url)

@@ -331,6 +331,20 @@ def test_replay_of_a_missing_events_topic_is_a_clear_error(kafka_bootstrap: str)
     assert "does not exist" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_replay_refuses_to_write_into_the_live_windows_topic() -> None:
+    # Billing reads it; checked before Kafka is asked anything (none listens on :1).
+    for start in (["--from-beginning"], ["--from-offset", "5"]):
+        done = _cli("127.0.0.1:1", "replay", *start, "--output-topic", "video.disconnect-windows")
+        assert done.returncode == 2, done.stderr
+        assert "is the live windows topic" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_replay_without_kafka_says_so_in_one_line() -> None:
+    done = _cli("127.0.0.1:1", "replay", "--from-beginning", "--output-topic", "x")
+    assert done.returncode == 1
+    assert done.stderr == "livewindows replay: cannot reach Kafka at 127.0.0.1:1 within 5 s\n"
+
+
 def test_replay_needs_at_least_one_job() -> None:
     done = _cli("127.0.0.1:1", "replay", "--from-beginning", "--output-topic", "x", "--jobs", "0")
     assert done.returncode == 2 and "--jobs must be >= 1" in done.stderr

@@ -445,9 +445,10 @@ def test_fastpix_reconnect_window_must_be_a_non_negative_integer(window: Any) ->
     assert _fields("fastpix", document) == ["data.reconnectWindow"]
 
 
-@pytest.mark.parametrize("blank", ["", " ", "\t\n"])
+@pytest.mark.parametrize("blank", ["", " ", "\t\n", "in\x00put", "a\x1fb", "\x7f"])
 def test_blank_ids_are_rejected_not_shared(blank: str) -> None:
     # A blank event id would be one id for all such events: the next ones duplicates.
+    # A control character is no id either (PostgreSQL's text cannot even hold a NUL).
     stream = seeds.fastpix_stream("video.live_stream.disconnected", id=blank)
     assert _fields("fastpix", stream) == ["id"]
     stream = seeds.fastpix_stream("video.live_stream.disconnected")
