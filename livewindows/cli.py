@@ -66,7 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
         "Prints 'bootstrap=127.0.0.1:PORT' once the cluster answers.",
     )
     start.add_argument("--brokers", type=int, default=1, metavar="N", help="nodes (default 1)")
-    start.add_argument("--port", type=int, default=9092, metavar="P", help="first broker port")
+    start.add_argument(
+        "--port",
+        type=int,
+        default=9092,
+        metavar="P",
+        help="first broker port (default 9092; node i listens on P+i)",
+    )
     start.add_argument("--data-dir", metavar="D", help="logs and data (default: a temp dir)")
     start.set_defaults(handler=_entry("livewindows.kafka.launcher:start_command"))
 

@@ -41,7 +41,8 @@ class Settings(BaseSettings):
     topic_replication: int = Field(1, gt=0)
 
     max_body_bytes: int = Field(65536, gt=0)
-    publish_timeout_ms: int = Field(5000, gt=0)
+    # librdkafka's message.timeout.ms is an int32: a larger value would wrap.
+    publish_timeout_ms: int = Field(5000, gt=0, le=2_147_483_647)
 
     # The worker's Faust app id: its consumer group and the prefix of its changelog
     # topic. Workers with the same id share the partitions; a new id starts over.

@@ -24,7 +24,16 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
 from processor.windows import Event, LateEvent, Output, Record, Tick, WindowRecord
-from schemas.records import EVENT_SCHEMA, TICK_KEY, TICK_SCHEMA, Kind, Provider
+from schemas.records import (
+    EVENT_SCHEMA,
+    LATEST_OCCURRED_MS,
+    MAX_RECONNECT_WINDOW_S,
+    TICK_KEY,
+    TICK_SCHEMA,
+    Kind,
+    Provider,
+    check_occurred_ms,
+)
 from schemas.timestamps import InvalidTimestamp, canonical_ms, format_ms, parse_ms
 
 __all__ = [
@@ -58,7 +67,7 @@ class _EventFields(TypedDict):
     kind: Kind
     occurred_at: Annotated[str, Field(pattern=_TIMESTAMP)]
     received_at: Annotated[str, Field(pattern=_TIMESTAMP)]
-    reconnect_window_s: NotRequired[Annotated[int | None, Field(ge=0)]]
+    reconnect_window_s: NotRequired[Annotated[int | None, Field(ge=0, le=MAX_RECONNECT_WINDOW_S)]]
 
 
 class _TickFields(TypedDict):
@@ -89,7 +98,7 @@ class _FastEvent(msgspec.Struct, tag_field="schema", tag=EVENT_SCHEMA, forbid_un
     kind: Kind
     occurred_at: str
     received_at: str
-    reconnect_window_s: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    reconnect_window_s: Annotated[int, msgspec.Meta(ge=0, le=MAX_RECONNECT_WINDOW_S)] | None = None
     provider_event_type: str = ""
     payload: msgspec.Raw = msgspec.Raw(b"")  # left as bytes: only its depth matters
 
@@ -133,6 +142,7 @@ def decode_fast(key: bytes | None, value: bytes) -> Record | None:
     if (
         occurred_ms is None
         or received_ms is None
+        or occurred_ms > LATEST_OCCURRED_MS
         or (key is not None and key != event_key.encode())
     ):
         return None
@@ -176,13 +186,18 @@ def decode_checked(key: bytes | None, value: bytes) -> Record:
         event_key = f"{provider}:{input_id}"
         if key is not None and key != event_key.encode():
             raise DecodeError(f"record key {key!r} is not {event_key!r}")
+        occurred_ms = parse_ms(fields["occurred_at"])
+        try:
+            check_occurred_ms(occurred_ms)
+        except ValueError as exc:
+            raise DecodeError(f"occurred_at: {exc}") from None
         return Event(
             fields["event_id"],
             event_key,
             provider,
             input_id,
             fields["kind"],
-            parse_ms(fields["occurred_at"]),
+            occurred_ms,
             parse_ms(fields["received_at"]),
             fields.get("reconnect_window_s"),
             value,

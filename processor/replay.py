@@ -434,7 +434,9 @@ def _print_progress(summary: ReplaySummary, remaining: int) -> None:
 
 
 def _parse_timestamp(text: str) -> int:
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
+        if int(text) >= 2**63:  # Kafka's timestamps are int64
+            raise ConfigError(f"--from-timestamp {text!r} is past any Kafka timestamp")
         return int(text)
     try:
         return parse_ms(text)

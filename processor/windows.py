@@ -57,8 +57,12 @@ ENDED: Literal["ended"] = "ended"
 LATE_OLDER_THAN_APPLIED = "older_than_applied"
 
 # Seen ids: every id among an input's last SEEN_KEEP events is kept, and older
-# ones too while they are younger than SEEN_KEEP_MS of watermark time, up to a
-# hard cap so that a flooding input cannot grow its state without bound.
+# ones too for SEEN_KEEP_MS of watermark time after their release, up to a hard
+# cap so that a flooding input cannot grow its state without bound. Ids are kept
+# in release order with the watermark of their release, never their own
+# received_at: an event received long before the watermark (a producer's clock
+# far behind) is released at once, ahead of events that arrived before it, and
+# would otherwise be the first forgotten although it is among the last arrived.
 SEEN_KEEP = 1000
 SEEN_KEEP_MS = 24 * 60 * 60 * 1000
 SEEN_CAP = 10_000
@@ -209,7 +213,9 @@ class InputState:
     window: OpenWindow | None = None
     buffer: list[Event] = field(default_factory=list)
     last_applied_ms: int | None = None
-    seen: dict[str, int] = field(default_factory=dict)  # event_id -> received_ms, oldest first
+    # event_id -> the watermark when it was released, oldest first (states written
+    # before 2026-12-01 hold received_ms, which is never later: kept no longer)
+    seen: dict[str, int] = field(default_factory=dict)
     reconnect_window_ms: int | None = None  # None: the configured default
 
     def to_dict(self) -> dict[str, Any]:
@@ -416,7 +422,7 @@ def _release(state: InputState, watermark_ms: int, config: Config, outputs: list
                     _time_out(state, outputs)
                 _apply(state, event, config, outputs)
                 state.last_applied_ms = occurred_ms
-            seen[event.event_id] = event.received_ms
+            seen[event.event_id] = watermark_ms
             if len(seen) > SEEN_KEEP:
                 _forget_seen(seen, watermark_ms)
     window = state.window

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Final
 from pydantic import Field, PlainValidator
 
 from schemas.providers.common import NonEmptyStr, ProviderModel, Rfc3339, check_rfc3339
+from schemas.records import LATEST_OCCURRED_MS
 
 __all__ = ["EVENT_TYPES", "CloudflareData", "CloudflareNotification"]
 
@@ -27,8 +28,8 @@ EVENT_TYPES: Final = (
     "live_input.errored",
 )
 
-# 9999-12-31T23:59:59Z: beyond it a time cannot be written in the contract's format.
-_MAX_EPOCH_S = 253_402_300_799
+# The latest event time whose window can still be written (`records.LATEST_OCCURRED_MS`).
+_MAX_EPOCH_S = LATEST_OCCURRED_MS // 1000
 
 
 def _epoch_or_rfc3339(value: Any) -> int | float | str:

@@ -13,7 +13,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from schemas.timestamps import normalize
+from schemas.records import check_occurred_ms
+from schemas.timestamps import format_ms, parse_ms
 
 __all__ = ["NonEmptyStr", "ProviderModel", "Rfc3339", "check_rfc3339"]
 
@@ -23,9 +24,11 @@ def check_rfc3339(text: str) -> str:
     # error with its location, and catches dates that parse but cannot be
     # formatted back (an offset pushing year 1 before the epoch of `date`).
     try:
-        normalize(text)
+        ms = parse_ms(text)
+        format_ms(ms)
     except (ValueError, OverflowError) as exc:
         raise ValueError(f"not an RFC 3339 timestamp: {text[:64]!r}") from exc
+    check_occurred_ms(ms)  # an event time: its window's close must be writable too
     return text
 
 

@@ -17,6 +17,7 @@ from typing import Any, Final
 from pydantic import Field, StrictInt
 
 from schemas.providers.common import NonEmptyStr, ProviderModel, Rfc3339
+from schemas.records import MAX_RECONNECT_WINDOW_S
 
 __all__ = [
     "LIVE_STREAM_TYPES",
@@ -67,6 +68,7 @@ class FastPixLiveStreamData(ProviderModel):
     reconnectWindow: StrictInt | None = Field(
         default=None,
         ge=0,
+        le=MAX_RECONNECT_WINDOW_S,
         description="seconds FastPix waits after a disconnect before ending the stream",
     )
     streamKey: Any = Field(default=None, description=_SECRET)

@@ -14,8 +14,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from processor.codec import DecodeError, decode, decode_checked, decode_fast, encode_tick
-from processor.windows import Event, Tick
+from processor.codec import (
+    DecodeError,
+    decode,
+    decode_checked,
+    decode_fast,
+    encode_tick,
+    encode_window,
+)
+from processor.windows import Config, Event, PartitionState, Tick, WindowRecord, process
+from schemas.records import LATEST_OCCURRED_MS, MAX_RECONNECT_WINDOW_S
 from schemas.timestamps import format_ms, parse_ms
 
 AT = "2026-01-01T00:00:01.250Z"
@@ -80,6 +88,11 @@ def test_a_tick_decodes_to_its_time() -> None:
         (orjson.dumps(_event(occurred_at="2026-02-30T00:00:01.400Z")), "2026-02-30"),
         (orjson.dumps(_event(reconnect_window_s=-1)), "reconnect_window_s"),
         (orjson.dumps(_event(reconnect_window_s="60s")), "reconnect_window_s"),
+        # Past these bounds a window of the event could not be written: poison.
+        (orjson.dumps(_event(reconnect_window_s=MAX_RECONNECT_WINDOW_S + 1)), "reconnect_window_s"),
+        (orjson.dumps(_event(reconnect_window_s=10**17)), "reconnect_window_s"),
+        (orjson.dumps(_event(occurred_at=format_ms(LATEST_OCCURRED_MS + 1))), "occurred_at"),
+        (orjson.dumps(_event(occurred_at="9999-12-31T23:59:30.000Z")), "occurred_at"),
         (b'{"schema": "livewindows/tick/v1"}', "received_at"),
     ],
 )
@@ -87,6 +100,22 @@ def test_a_record_that_is_not_an_event_or_tick_is_refused_by_name(value: bytes, 
     with pytest.raises(DecodeError) as refused:
         decode(None, value)
     assert named.lower() in str(refused.value).lower()
+
+
+def test_the_latest_event_time_and_longest_window_accepted_still_give_writable_windows() -> None:
+    last = format_ms(LATEST_OCCURRED_MS)
+    value = orjson.dumps(
+        _event(occurred_at=last, received_at=last, reconnect_window_s=MAX_RECONNECT_WINDOW_S)
+    )
+    state, outputs = process(PartitionState(), decode(None, value), Config(5000, 60))
+    timed_out = Tick(LATEST_OCCURRED_MS + MAX_RECONNECT_WINDOW_S * 1000 + 5000)
+    for record in (Tick(LATEST_OCCURRED_MS + 5000), timed_out):
+        state, more = process(state, record, Config(5000, 60))
+        outputs += more
+    windows = [out for out in outputs if isinstance(out, WindowRecord)]
+    assert [w.type for w in windows] == ["window.opened", "window.closed"]
+    closed = orjson.loads(encode_window(windows[1])[1])
+    assert closed["closed_at"] == "9999-12-31T23:59:59.999Z"
 
 
 def test_a_key_that_is_not_the_events_input_is_refused() -> None:
@@ -211,6 +240,7 @@ _TIMESTAMPS = st.one_of(
     _MS.map(format_ms),
     st.text(alphabet="0123456789-:.TZz+ ٢\n", min_size=18, max_size=26),
     st.sampled_from([AT, LATER, AT.lower(), AT.replace("Z", "+00:00"), AT[:-5] + "Z"]),
+    st.sampled_from([format_ms(LATEST_OCCURRED_MS + d) for d in (-1, 0, 1)]),
 )
 _JSON_SCALARS = st.one_of(
     st.none(),

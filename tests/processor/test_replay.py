@@ -356,3 +356,5 @@ def test_replay_needs_exactly_one_starting_point() -> None:
     assert done.returncode == 2 and "one of the arguments" in done.stderr
     done = _cli("127.0.0.1:1", "replay", "--from-timestamp", "soon", "--output-topic", "x")
     assert done.returncode == 2 and "neither RFC 3339 nor epoch" in done.stderr
+    done = _cli("127.0.0.1:1", "replay", "--from-timestamp", "9" * 20, "--output-topic", "x")
+    assert done.returncode == 2 and "past any Kafka timestamp" in done.stderr

@@ -233,6 +233,24 @@ def test_seen_ids_are_bounded() -> None:
     assert len(state.inputs["cloudflare:in1"].seen) == 1000
 
 
+def test_an_id_among_the_last_arrived_is_kept_though_received_long_before() -> None:
+    # 1,000 events received 25 h after x, x and y arriving behind them: x and y are
+    # released at once, before the 1,000, yet they are among the last 1,000 to
+    # arrive, so x delivered again is still a duplicate (before, it was forgotten,
+    # applied again and its window_id came out twice, with different content).
+    day = 25 * 3600 * 1000
+    records = [ev(f"a{i:04d}", "other", i, day) for i in range(1, 1001)]
+    records += [ev("x", "disconnected", 5000, 5000), ev("y", "connected", 5000, 5000)]
+    records += [tick(day + CONFIG.grace_ms), ev("x", "disconnected", 5000, 5000)]
+    records += [tick(day + 200_000)]
+    outputs = run(records, CONFIG)
+    assert [(w.type, w.close_reason) for w in windows(outputs)] == [
+        ("window.opened", None),
+        ("window.closed", "reconnected"),
+    ]
+    assert sum(isinstance(out, DuplicateEvent) for out in outputs) == 1
+
+
 def test_input_state_round_trips_through_json() -> None:
     state = PartitionState()
     for record in (

@@ -19,7 +19,8 @@ from producer.normalize import (
 from schemas.providers import cloudflare as cf
 from schemas.providers import fastpix as fp
 from schemas.providers import gjirafa as gj
-from schemas.records import Event
+from schemas.records import LATEST_OCCURRED_MS, MAX_RECONNECT_WINDOW_S, Event
+from schemas.timestamps import format_ms
 from tests.producer import seeds
 
 RECEIVED_MS = 1_790_000_000_123
@@ -459,6 +460,24 @@ def test_blank_ids_are_rejected_not_shared(blank: str) -> None:
     cloudflare = seeds.cloudflare("live_input.connected")
     cloudflare["data"]["input_id"] = blank
     assert _fields("cloudflare", cloudflare) == ["data.input_id"]
+
+
+def test_event_times_and_windows_too_late_to_write_a_window_are_422() -> None:
+    # A time-out closes at opened_at + the reconnect window: past year 9999 no
+    # window record could be written, and the worker would stop on it.
+    late, last = "9999-12-31T23:59:30Z", format_ms(LATEST_OCCURRED_MS)
+    stream = seeds.fastpix_stream("video.live_stream.disconnected")
+    assert to_event("fastpix", {**stream, "created_at": last}, 0).occurred_at == last
+    assert _fields("fastpix", {**stream, "created_at": late}) == ["created_at"]
+    stream["data"]["reconnectWindow"] = MAX_RECONNECT_WINDOW_S + 1
+    assert _fields("fastpix", stream) == ["data.reconnectWindow"]
+    document = {**seeds.GJIRAFA["live.video.started"], "eventTime": late}
+    assert _fields("gjirafa", document) == ["eventTime"]
+    assert _fields("cloudflare", seeds.cloudflare("live_input.connected", late)) == [
+        "data.updated_at"
+    ]
+    too_late_ts = LATEST_OCCURRED_MS // 1000 + 1
+    assert _fields("cloudflare", seeds.cloudflare("live_input.connected", None, too_late_ts))
 
 
 def test_fastpix_without_a_type_is_rejected() -> None:

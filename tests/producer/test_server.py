@@ -100,3 +100,19 @@ def test_a_child_that_exits_on_its_own_fails_the_supervisor(
 ) -> None:
     assert _supervise_children_running(monkeypatch, "raise SystemExit(3)", stop=False) == 1
     assert "producer processes exited (3" in capsys.readouterr().err  # the other: 3 or stopped
+
+
+def test_zero_workers_is_refused_before_kafka_is_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server, "probe", lambda *a: pytest.fail("asked Kafka"))
+    args = cli.build_parser().parse_args(["serve", "--port", "1", "--workers", "0"])
+    with pytest.raises(ConfigError, match="--workers"):
+        server.serve_command(args, seeds.settings())
+
+
+@pytest.mark.parametrize("value", ["0", "2147483648", "3000000000"])
+def test_a_publish_timeout_librdkafka_cannot_take_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    monkeypatch.setenv("PUBLISH_TIMEOUT_MS", value)
+    assert cli.main(["serve", "--port", "1"]) == 2
+    assert "PUBLISH_TIMEOUT_MS" in capsys.readouterr().err.upper()
