@@ -213,8 +213,9 @@ class InputState:
     window: OpenWindow | None = None
     buffer: list[Event] = field(default_factory=list)
     last_applied_ms: int | None = None
-    # event_id -> the watermark when it was released, oldest first (states written
-    # before 2026-12-01 hold received_ms, which is never later: kept no longer)
+    # event_id -> the watermark when it was released, oldest first (a state stored
+    # by an older version holds received_ms there, never later than that watermark:
+    # its ids are forgotten no later than they were before)
     seen: dict[str, int] = field(default_factory=dict)
     reconnect_window_ms: int | None = None  # None: the configured default
 
