@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from livewindows.topics import KEY_PARTITIONER
 from processor.codec import encode_tick
 from producer.normalize import derived_event_id
 from producer.test_events import cloudflare_document
@@ -316,7 +317,7 @@ def fill(bootstrap: str, topic: str, spec: Spec) -> Filled:
             "enable.idempotence": True,
             "acks": "all",
             # Keys land where the producer puts them (producer.publisher: murmur2).
-            "partitioner": "murmur2_random",
+            "partitioner": KEY_PARTITIONER,
             "linger.ms": 50,
             "batch.size": 1_000_000,
             "queue.buffering.max.messages": 1_000_000,

@@ -15,6 +15,11 @@ if TYPE_CHECKING:
     from confluent_kafka.admin import AdminClient
 
 REACH_TIMEOUT_S = 10.0
+# How every livewindows writer maps a record's key to a partition: the Java
+# clients' murmur2, as aiokafka (under Faust) does too. librdkafka's own default,
+# consistent_random, hashes keys differently, so without this the producer, the
+# two engines and replay would put one key's records on different partitions.
+KEY_PARTITIONER = "murmur2_random"
 
 log = logging.getLogger("livewindows.topics")
 

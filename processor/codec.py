@@ -229,7 +229,17 @@ def encode_output(out: Output) -> tuple[str, bytes, bytes] | None:
 
 
 def encode_late(late: LateEvent) -> tuple[bytes, bytes]:
-    record = orjson.loads(late.event.value)
+    """The event's record plus `late_reason`; never raises for a record `decode` took."""
+    try:
+        record = orjson.loads(late.event.value)
+    except orjson.JSONDecodeError:
+        # JSON orjson will not read back though the validators took it (a number
+        # such as 1e999): the reason goes after the object's last member instead,
+        # so a poison record still never stops the worker.
+        head = late.event.value.rstrip()
+        return late.event.key.encode(), head[:-1] + b',"late_reason":' + orjson.dumps(
+            late.reason
+        ) + b"}"
     record["late_reason"] = late.reason
     return late.event.key.encode(), orjson.dumps(record)
 

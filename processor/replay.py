@@ -40,7 +40,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from livewindows.settings import ConfigError, Settings
-from livewindows.topics import TopicsError, reach
+from livewindows.topics import KEY_PARTITIONER, TopicsError, reach
 from processor.codec import DecodeError, decode, encode_window
 from processor.windows import (
     Config,
@@ -215,6 +215,7 @@ def producer_config(bootstrap: str) -> dict[str, Any]:
         "linger.ms": 20,
         "batch.size": 1_000_000,
         "compression.type": "lz4",
+        "partitioner": KEY_PARTITIONER,  # a key's records on the partition live ones use
         # Delivery reports only for failures: no Python callback per window record.
         "delivery.report.only.error": True,
     }

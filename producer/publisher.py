@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from livewindows.topics import KEY_PARTITIONER
 from schemas.records import Event
 
 __all__ = [
@@ -97,10 +98,8 @@ def producer_config(bootstrap_servers: str, publish_timeout_ms: int) -> dict[str
         "request.timeout.ms": min(30_000, publish_timeout_ms),
         # Webhooks arrive one by one; a short linger still batches bursts.
         "linger.ms": 2,
-        # The Java clients' key hashing, so a key maps to the same partition for
-        # every client that joins or co-partitions with this topic (librdkafka's
-        # own default, consistent_random, hashes keys differently).
-        "partitioner": "murmur2_random",
+        # The Java clients' key hashing, as every livewindows writer (see there).
+        "partitioner": KEY_PARTITIONER,
         "client.id": "livewindows-producer",
     }
 

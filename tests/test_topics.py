@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import uuid
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+from confluent_kafka import Message, Producer
 from confluent_kafka.admin import AdminClient
 
 from livewindows import topics
 from livewindows.kafka.launcher import free_ports
 from livewindows.settings import Settings
-from livewindows.topics import TopicsError, ensure_topics
+from livewindows.topics import KEY_PARTITIONER, TopicsError, ensure_topics
 
 
 def _settings(bootstrap: str, suffix: str, partitions: int = 3) -> Settings:
@@ -66,3 +69,34 @@ def test_unreachable_kafka_is_exit_1_with_one_line(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err == f"livewindows: cannot reach Kafka at 127.0.0.1:{port} within 1 s\n"
+
+
+def test_every_writer_puts_a_key_where_faust_would(
+    kafka_bootstrap: str, make_topics: Callable[..., list[str]]
+) -> None:
+    # aiokafka (under Faust) hashes keys with Java's murmur2; so must the producer,
+    # the kafka engine and replay, or one input's records land on several partitions.
+    from aiokafka.partitioner import DefaultPartitioner
+
+    from processor import replay
+    from producer import publisher
+
+    assert publisher.producer_config(kafka_bootstrap, 5000)["partitioner"] == KEY_PARTITIONER
+    assert replay.producer_config(kafka_bootstrap)["partitioner"] == KEY_PARTITIONER
+    source = Path(__file__).parents[1] / "processor" / "kafka_worker.py"
+    assert '"partitioner": KEY_PARTITIONER' in source.read_text()
+    [topic] = make_topics("partitioner", partitions=6)
+    landed: dict[bytes, int] = {}
+
+    def delivered(error: object, message: Message) -> None:
+        assert error is None
+        landed[message.key()] = message.partition()
+
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "partitioner": KEY_PARTITIONER})
+    keys = [f"fastpix:input-{i}".encode() for i in range(200)]
+    for key in keys:
+        producer.produce(topic, b"{}", key, on_delivery=delivered)
+    assert producer.flush(30) == 0
+    partitions = list(range(6))
+    faust_would = DefaultPartitioner()
+    assert landed == {key: faust_would(key, partitions, partitions) for key in keys}

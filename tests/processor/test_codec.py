@@ -19,10 +19,19 @@ from processor.codec import (
     decode,
     decode_checked,
     decode_fast,
+    encode_late,
     encode_tick,
     encode_window,
 )
-from processor.windows import Config, Event, PartitionState, Tick, WindowRecord, process
+from processor.windows import (
+    Config,
+    Event,
+    LateEvent,
+    PartitionState,
+    Tick,
+    WindowRecord,
+    process,
+)
 from schemas.records import LATEST_OCCURRED_MS, MAX_RECONNECT_WINDOW_S
 from schemas.timestamps import format_ms, parse_ms
 
@@ -311,3 +320,18 @@ def test_the_fast_path_never_disagrees_on_damaged_bytes(
         assert decode_fast(None, value) is None
     else:
         _agrees(None, value)
+
+
+def test_a_late_record_is_written_even_for_json_orjson_will_not_read_back() -> None:
+    # Both validators take 1e999 (an infinite float); orjson refuses to read it.
+    # Encoding its late record must not raise: that would stop the worker on it.
+    value = orjson.dumps(_event()).replace(b'"a":null', b'"a":1e999') + b"\n"
+    event = decode(None, value)
+    assert isinstance(event, Event)
+    key, late = encode_late(LateEvent(event, "older_than_applied"))
+    assert key == b"fastpix:in-1"
+    record = json.loads(late)  # the standard library reads it (as inf)
+    assert record["late_reason"] == "older_than_applied"
+    assert record["payload"]["nested"][1]["a"] == float("inf")
+    normal = orjson.loads(encode_late(LateEvent(decode(None, _VALID), "older_than_applied"))[1])
+    assert normal == {**orjson.loads(_VALID), "late_reason": "older_than_applied"}
