@@ -67,9 +67,13 @@ An unexpected error ends the process at once (exit 70) rather than let Faust
 carry on (or ack, as `take_events` would in its cleanup) past a half-stored
 batch: fail-stop turns every error into the SIGKILL case above. Outside the
 argument: a changelog write the broker rejects for good after it accepted later
-ones (the worker dies, the changelog has a gap), and an input whose own stored
+ones (the worker dies, the changelog has a gap); an input whose own stored
 value exceeds the producer's request limit (1 MB), which the per-record design
-could not store either.
+could not store either; and a worker that the group has already given up on
+(stalled past its session and poll timeouts) but that still stores a batch:
+nothing fences its changelog writes from the new owner's, as the kafka engine's
+transactions do, so the two may interleave (a restore then refuses the gap, or
+the state mixes). Run the kafka engine where stalls that long are expected.
 
 `processing_guarantee="exactly_once"` is not used: in faust-streaming 0.15.3 it
 is known to crash at start-up (faust-streaming/faust#440), to produce duplicates
