@@ -187,6 +187,10 @@ class StoredPartition:
     position: Position | None  # None: nothing stored, the partition starts at its beginning
     inputs: dict[str, InputState]
     redone: Wal | None = None  # a whole WAL past the position, applied here; store it again
+    # Inputs written by a record at or past the position: a writer the position does
+    # not account for (a previous owner's late write). Never so when the writes of
+    # one partition are ordered and fenced; a restore reports them.
+    ahead: tuple[str, ...] = ()
 
 
 def fold(partition: int, records: Iterable[tuple[bytes | None, bytes | None]]) -> StoredPartition:
@@ -211,16 +215,24 @@ def fold(partition: int, records: Iterable[tuple[bytes | None, bytes | None]]) -
     prefix = f"{partition}/".encode()
     start = len(prefix)
     inputs: dict[str, InputState] = {}
+    written_at: dict[str, int] = {}
     for raw_key, raw_value in latest.items():
         if raw_key.startswith(prefix) and raw_key[start : start + 1] != b"~":
-            inputs[raw_key[start:].decode()] = decode_input(raw_value)[0]
+            name = raw_key[start:].decode()
+            inputs[name], written_at[name] = decode_input(raw_value)
     if wal is None or (position is not None and wal.next_offset <= position.next_offset):
-        return StoredPartition(position, inputs)
+        return StoredPartition(position, inputs, ahead=_ahead(written_at, position))
     if position is not None and position.next_offset != wal.first_offset:
         raise ChangelogGap(
             f"partition {partition}: WAL of offsets {wal.first_offset}..{wal.next_offset - 1}"
             f" does not follow the stored position {position.next_offset}"
         )
     for changed, value in wal.changes.items():
-        inputs[changed] = decode_input(value)[0]
-    return StoredPartition(Position(wal.next_offset, wal.watermark_ms), inputs, redone=wal)
+        inputs[changed], written_at[changed] = decode_input(value)
+    position = Position(wal.next_offset, wal.watermark_ms)
+    return StoredPartition(position, inputs, redone=wal, ahead=_ahead(written_at, position))
+
+
+def _ahead(written_at: dict[str, int], position: Position | None) -> tuple[str, ...]:
+    next_offset = 0 if position is None else position.next_offset
+    return tuple(sorted(key for key, offset in written_at.items() if offset >= next_offset))

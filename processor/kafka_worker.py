@@ -584,6 +584,16 @@ class KafkaWorker:
                 low - 1,
             )
             next_offset = low
+        if stored.ahead:
+            log.error(
+                "partition %d: %d input(s) stored by records at or past the stored position "
+                "%d (e.g. %s): written by an earlier owner after its partition moved? Their "
+                "windows may differ from a replay's",
+                partition,
+                len(stored.ahead),
+                next_offset,
+                stored.ahead[0],
+            )
         watermark_ms = None if position is None else position.watermark_ms
         inputs = _TrackedInputs(stored.inputs)
         state = PartitionState.restore(watermark_ms, inputs, self._config)

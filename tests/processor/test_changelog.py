@@ -96,3 +96,29 @@ def test_a_wal_that_does_not_follow_the_position_is_a_gap() -> None:
     (part,) = encode_wal_parts(Wal(8, 10, 500, {}))
     with pytest.raises(ChangelogGap, match="does not follow the stored position 7"):
         fold(0, [(position_key(0), Position(7, 400).encode()), (wal_key(0, 0), part)])
+
+
+def test_inputs_written_past_the_position_are_named() -> None:
+    # A previous owner's batch [5, 9) became visible after the new owner had stored
+    # [5, 7) (a race the kafka engine now waits out): k keeps the old owner's value.
+    stored = fold(
+        0,
+        [
+            (position_key(0), Position(5, 100).encode()),
+            (input_key(0, "fastpix:j"), _input("live", 8)),
+            (input_key(0, "fastpix:k"), _input("live", 8)),
+            (position_key(0), Position(9, 300).encode()),
+            (input_key(0, "fastpix:j"), _input("ended", 6)),
+            (position_key(0), Position(7, 200).encode()),
+        ],
+    )
+    assert stored.position == Position(7, 200)
+    assert stored.ahead == ("fastpix:k",)
+    consistent = fold(
+        0,
+        [
+            (input_key(0, "fastpix:j"), _input("live", 6)),
+            (position_key(0), Position(7, 200).encode()),
+        ],
+    )
+    assert consistent.ahead == ()
