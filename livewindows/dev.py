@@ -27,6 +27,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from livewindows.kafka.runtime import die_with_parent
 from livewindows.settings import ConfigError, Settings
 
 _SECRET_NAMES = (
@@ -65,18 +66,23 @@ def dev_command(args: argparse.Namespace, settings: Settings) -> int:
             cluster.start()
             ensure_topics(bootstrap, settings.topics, settings.topic_partitions, 1)
             env = {**os.environ, **dev_env}
-            children = [
-                _Child.start("producer", ["serve", "--port", str(args.port)], env, data_dir),
+            # One by one into `children`: a signal between two starts stops those started.
+            children.append(
+                _Child.start("producer", ["serve", "--port", str(args.port)], env, data_dir)
+            )
+            children.append(
                 _Child.start(
                     "worker", ["worker", "--data-dir", str(data_dir / "worker")], env, data_dir
-                ),
+                )
+            )
+            children.append(
                 _Child.start(
                     "billing",
                     ["billing", "--db", f"sqlite:///{data_dir / 'billing.db'}"],
                     env,
                     data_dir,
-                ),
-            ]
+                )
+            )
             url = f"http://127.0.0.1:{args.port}"
             _wait_ready(f"{url}/readyz", children)
             _banner(url, bootstrap, env_file, data_dir, settings)
@@ -140,6 +146,7 @@ class _Child:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # Ctrl-C reaches us only; we stop children in order
+                preexec_fn=die_with_parent,  # and if we are killed, they go too
             )
         return cls(name, process, log)
 
@@ -307,7 +314,9 @@ def _signals_stop() -> Iterator[None]:
         stopping = True
         raise _Stop
 
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # SIGHUP: the terminal closed.
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, stop) for sig in signals}
     try:
         yield
     finally:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import logging
 import os
 import sys
 import time
@@ -39,6 +40,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from livewindows.logfilter import hold_back_repeated_lines
 from livewindows.settings import ConfigError, Settings
 from livewindows.topics import KEY_PARTITIONER, TopicsError, reach
 from processor.codec import DecodeError, decode, encode_window
@@ -58,6 +60,9 @@ _METADATA_TIMEOUT_S = 10.0
 _REACH_TIMEOUT_S = 5.0  # before anything else: an unreachable Kafka in one line
 # Records per `consume()` call: larger batches cost fewer calls into the client.
 _CONSUME_BATCH = 5000
+# No record for this long with records left: Kafka is gone (librdkafka would retry
+# for ever); the replay fails instead of hanging.
+STALL_S = 60.0
 
 
 class ReplayFailed(Exception):
@@ -92,6 +97,9 @@ class ReplaySummary:
     seconds: float = 0.0
     partitions: dict[int, tuple[int, int]] = field(default_factory=dict)  # p -> (start, end)
     jobs: int = 1  # processes that replayed (1: this one)
+    # From the beginning: partitions whose first records are gone (retention), and
+    # the first offset still there. Their windows cannot be reproduced.
+    deleted: dict[int, int] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -108,6 +116,7 @@ def replay_command(args: argparse.Namespace, settings: Settings) -> int:
     start = StartAt.from_args(args)
     if args.output_topic in (settings.events_topic, settings.late_topic, settings.dlq_topic):
         raise ConfigError(f"--output-topic {args.output_topic!r} is an input or side topic")
+    configure_logging()
     if args.output_topic == settings.windows_topic:
         # Billing reads it: a replay from an offset or a time starts with empty
         # state and would add windows the live run never had.
@@ -203,6 +212,7 @@ def consumer_config(bootstrap: str) -> dict[str, Any]:
         "enable.partition.eof": True,
         "fetch.max.bytes": 52_428_800,
         "queued.max.messages.kbytes": 262_144,
+        "logger": _LIBRARY_LOG,
     }
 
 
@@ -218,7 +228,22 @@ def producer_config(bootstrap: str) -> dict[str, Any]:
         "partitioner": KEY_PARTITIONER,  # a key's records on the partition live ones use
         # Delivery reports only for failures: no Python callback per window record.
         "delivery.report.only.error": True,
+        "logger": _LIBRARY_LOG,
     }
+
+
+# librdkafka's lines (every reconnect attempt while a broker is down) go through
+# `logging`, where `configure_logging` holds back repeats.
+_LIBRARY_LOG = logging.getLogger("livewindows.replay.librdkafka")
+
+
+def configure_logging() -> None:
+    """Warnings on stderr, a repeated library line once per 10 s (command and jobs)."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        )
+        hold_back_repeated_lines()
 
 
 Report = Callable[[ReplaySummary, Consumer, dict[int, int]], None]
@@ -234,12 +259,14 @@ def replay_partitions(
     *,
     report: Report | None = None,
     report_every_s: float = 1.0,
+    stall_s: float = STALL_S,
 ) -> None:
     """Replay the assigned partitions up to `ends` (emptied on the way) and flush the output.
 
     Counts and `seconds` go into `summary`, brought up to date before each `report`
     (at most every `report_every_s`) and at the end. Raises `KafkaException` on a
-    fetch error or an undelivered window record.
+    fetch error or an undelivered window record, `ReplayFailed` when no record came
+    for `stall_s` while some were left.
     """
     failures: list[KafkaError] = []
 
@@ -255,7 +282,7 @@ def replay_partitions(
     decode_, process_, encode_window_, decode_error = decode, process, encode_window, DecodeError
     monotonic = time.monotonic
     records = windows = late = duplicates = undecodable = 0
-    began = last_report = monotonic()
+    began = last_report = last_record = monotonic()
     # No cyclic GC during the loop: its collections cost ~15% of the CPU here (the
     # state of 100k inputs is scanned again and again), and the loop makes no
     # cyclic garbage (after a 1M-record replay, gc.collect() found none).
@@ -263,7 +290,15 @@ def replay_partitions(
     gc.disable()
     try:
         while ends:
-            for message in consume(_CONSUME_BATCH, 0.5):
+            messages = consume(_CONSUME_BATCH, 0.5)
+            if messages:
+                last_record = monotonic()
+            elif monotonic() - last_record >= stall_s:
+                raise ReplayFailed(
+                    f"no record for {stall_s:.0f} s with {len(ends)} partition(s) not done: "
+                    "is Kafka reachable?"
+                )
+            for message in messages:
                 error = message.error()
                 if error is not None:
                     # EOF also ends a partition whose last offsets are control records.
@@ -298,6 +333,8 @@ def replay_partitions(
                 if offset >= end - 1:
                     del ends[partition]
             poll(0)
+            if failures:
+                raise KafkaException(failures[0])
             if report is not None:
                 now = monotonic()
                 if now - last_report >= report_every_s:
@@ -356,6 +393,8 @@ def _plan(
             begin = high if found < 0 else found
         else:
             begin = low
+            if low > 0:
+                summary.deleted[p] = low
         summary.partitions[p] = (begin, high)
         if begin < high:
             ranges[p] = (begin, high)
@@ -417,6 +456,14 @@ def records_left(
 
 
 def _print_start(summary: ReplaySummary) -> None:
+    for partition, low in sorted(summary.deleted.items()):
+        print(
+            f"replay: WARNING: partition {partition} begins at offset {low}: offsets 0-{low - 1} "
+            "were deleted (retention), so windows they opened or changed are missing or "
+            "different; this replay does not reproduce the live windows",
+            file=sys.stderr,
+            flush=True,
+        )
     if summary.jobs > 1:
         print(
             f"replay: {summary.jobs} jobs over {len(summary.partitions)} partitions",

@@ -213,6 +213,9 @@ def job_main(spec: JobSpec, conn: Connection) -> None:
     """A job process: replay `spec.ranges`, report over `conn`, exit 0 (done) or 1 (failed)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
+    from processor.replay import configure_logging
+
+    configure_logging()
     if os.getppid() != spec.parent_pid:  # the parent died before the line above
         sys.exit(1)
     try:

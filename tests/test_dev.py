@@ -34,14 +34,11 @@ def _wait_for(
     pytest.fail(f"{text!r} did not appear; output so far:\n{''.join(lines)}")
 
 
-def test_dev_runs_the_pipeline_and_stops_cleanly(tmp_path: Path) -> None:
+def _start_dev(data_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], int]:
     kafka_port = port_with_controller_port()
     (http_port,) = free_ports(1)
     while http_port in (kafka_port, kafka_port + 100):
         (http_port,) = free_ports(1)
-    data_dir = tmp_path / "dev"
-    env = {k: v for k, v in os.environ.items() if k not in ("VIDEO_EVENTS_TOKEN",)}
-    env.update(WINDOW_GRACE_MS="300", TICK_INTERVAL_MS="200", TOPIC_PARTITIONS="2")
     process = subprocess.Popen(
         [
             sys.executable,
@@ -60,6 +57,23 @@ def test_dev_runs_the_pipeline_and_stops_cleanly(tmp_path: Path) -> None:
         stderr=subprocess.STDOUT,
         text=True,
     )
+    return process, http_port
+
+
+def _dev_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("VIDEO_EVENTS_TOKEN",)}
+    env.update(WINDOW_GRACE_MS="300", TICK_INTERVAL_MS="200", TOPIC_PARTITIONS="2")
+    return env
+
+
+def _leftovers(data_dir: Path) -> list[str]:
+    found = subprocess.run(["pgrep", "-f", str(data_dir)], capture_output=True, text=True)
+    return found.stdout.split()
+
+
+def test_dev_runs_the_pipeline_and_stops_cleanly(tmp_path: Path) -> None:
+    data_dir, env = tmp_path / "dev", _dev_env()
+    process, http_port = _start_dev(data_dir, env)
     lines: list[str] = []
     try:
         _wait_for(process, lines, "Ctrl-C stops everything", 180)
@@ -98,8 +112,25 @@ def test_dev_runs_the_pipeline_and_stops_cleanly(tmp_path: Path) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
-    leftovers = subprocess.run(
-        ["pgrep", "-f", str(data_dir)], capture_output=True, text=True, check=False
-    ).stdout.split()
-    assert leftovers == [], "every child and JVM stops with dev"
+    assert _leftovers(data_dir) == [], "every child and JVM stops with dev"
     assert (data_dir / "billing.db").exists()
+
+
+@pytest.mark.parametrize("stop", [signal.SIGHUP, signal.SIGKILL], ids=["hangup", "kill"])
+def test_dev_leaves_nothing_running_when_its_terminal_closes_or_it_is_killed(
+    tmp_path: Path, stop: signal.Signals
+) -> None:
+    data_dir = tmp_path / "dev"
+    process, _port = _start_dev(data_dir, _dev_env())
+    try:
+        _wait_for(process, [], "Ctrl-C stops everything", 180)
+        process.send_signal(stop)
+        process.wait(60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    deadline = time.monotonic() + 30  # a killed dev's children get SIGKILL from the kernel
+    while _leftovers(data_dir) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _leftovers(data_dir) == [], "every child and JVM stops with dev"

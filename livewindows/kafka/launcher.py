@@ -53,7 +53,10 @@ CONTROLLER_PORT_OFFSET = 100  # CLI: controller of node i listens on P + 100 + i
 
 
 def port_free(port: int) -> bool:
+    """Whether a server could listen on `port` now (a connection just closed in
+    TIME_WAIT does not stop it, as servers set SO_REUSEADDR)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:

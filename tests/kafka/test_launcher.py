@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
-from livewindows.kafka.launcher import KafkaCluster, free_ports, new_cluster_id
+from livewindows.kafka.launcher import KafkaCluster, free_ports, new_cluster_id, port_free
 from livewindows.topics import ensure_topics
 from tests.kafkakit import port_with_controller_port
 
@@ -169,3 +170,18 @@ def test_missing_maven_with_an_empty_cache_is_one_line_and_exit_code_2(tmp_path:
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "mvn not found" in lines[0], result.stderr
+
+
+def test_a_port_left_in_time_wait_is_free_and_a_listening_one_is_not() -> None:
+    # A server that closed its side of a connection leaves TIME_WAIT behind: a new
+    # server can still listen there (SO_REUSEADDR), so `make run` right after a stop
+    # must not be refused.
+    [port] = free_ports(1)
+    server = socket.create_server(("127.0.0.1", port))
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = server.accept()
+    assert not port_free(port)  # listening
+    accepted.close()  # the server's side closes first: TIME_WAIT on `port`
+    server.close()
+    client.close()
+    assert port_free(port)

@@ -7,11 +7,15 @@ import subprocess
 import sys
 from collections import defaultdict
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
+from livewindows.kafka.launcher import KafkaCluster
 from livewindows.settings import Settings
+from livewindows.topics import ensure_topics
 from processor.replay import (
     ReplayFailed,
     ReplaySummary,
@@ -29,6 +33,7 @@ from tests.kafkakit import (
     by_identity,
     core_windows,
     event_value,
+    port_with_controller_port,
     produce,
     read_all,
     tick_value,
@@ -358,3 +363,46 @@ def test_replay_needs_exactly_one_starting_point() -> None:
     assert done.returncode == 2 and "neither RFC 3339 nor epoch" in done.stderr
     done = _cli("127.0.0.1:1", "replay", "--from-timestamp", "9" * 20, "--output-topic", "x")
     assert done.returncode == 2 and "past any Kafka timestamp" in done.stderr
+
+
+def test_a_replay_from_the_beginning_says_when_records_were_deleted(
+    kafka_bootstrap: str, make_topics: Callable[..., list[str]]
+) -> None:
+    # Retention took the first records: the replay cannot reproduce the live windows,
+    # and must say so rather than report a clean "done".
+    events, output = make_topics("events", "replay", partitions=1)
+    produce(kafka_bootstrap, events, _history())
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    deleted = admin.delete_records([TopicPartition(events, 0, 7)])
+    deleted[TopicPartition(events, 0, 7)].result(30)
+    done = subprocess.run(
+        [sys.executable, "-m", "livewindows.cli", "replay", "--from-beginning",
+         "--output-topic", output],
+        env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "EVENTS_TOPIC": events},
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "WARNING: partition 0 begins at offset 7: offsets 0-6 were deleted" in done.stderr
+
+
+def test_a_replay_whose_kafka_goes_away_fails_instead_of_hanging(
+    make_topics: Callable[..., list[str]], tmp_path: Path
+) -> None:
+    [port] = [port_with_controller_port()]
+    cluster = KafkaCluster([port], data_dir=tmp_path / "kafka")
+    cluster.start()
+    bootstrap = f"127.0.0.1:{port}"
+    try:
+        ensure_topics(bootstrap, ["events"], 1, 1)
+        produce(bootstrap, "events", _history())
+        consumer = Consumer(consumer_config(bootstrap))
+        producer = Producer(producer_config(bootstrap))
+        assign_ranges(consumer, "events", {0: (0, len(_history()))})
+    finally:
+        cluster.stop()  # before a single record was fetched
+    summary = ReplaySummary()
+    with pytest.raises(ReplayFailed, match="no record for 2 s"):
+        replay_partitions(
+            consumer, producer, "out", {0: len(_history())}, Config(GRACE_MS, RW_S), summary,
+            stall_s=2.0,
+        )  # fmt: skip
