@@ -101,6 +101,9 @@ def producer_config(bootstrap_servers: str, publish_timeout_ms: int) -> dict[str
         # The Java clients' key hashing, as every livewindows writer (see there).
         "partitioner": KEY_PARTITIONER,
         "client.id": "livewindows-producer",
+        # A missing events topic is an error (503, not ready), never created here
+        # by a broker that allows it, with its default partition count.
+        "allow.auto.create.topics": False,
     }
 
 

@@ -9,6 +9,7 @@ gracefully: in-flight requests finish, queued records are flushed.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import logging
 import signal
@@ -25,6 +26,8 @@ from livewindows.settings import ConfigError, Settings
 from producer import auth
 from producer.app import create_app
 from producer.publisher import probe
+
+log = logging.getLogger("livewindows.producer")
 
 __all__ = ["RUNNER_OPTIONS", "check_config", "serve_command"]
 
@@ -63,7 +66,7 @@ def serve_command(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 1
     if args.workers > 1:
-        return _supervise(args)
+        return _supervise(args, settings)
     if not logging.getLogger().handlers:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -73,6 +76,7 @@ def serve_command(args: argparse.Namespace, settings: Settings) -> int:
         hold_back_repeated_lines()
     host, port = args.host, args.port
     app = create_app(settings)
+    app.on_startup.append(_stop_once)
     # What start-up made (modules, app, settings) lives as long as the process:
     # out of the collector's sight, full collections skip it. At saturation they
     # took ~7% of the CPU, most of it rescanning these objects.
@@ -98,7 +102,30 @@ def serve_command(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _supervise(args: argparse.Namespace) -> int:
+async def _stop_once(_app: web.Application) -> None:
+    """The first SIGTERM/SIGINT stops the server; later ones while it stops do nothing.
+
+    aiohttp's own handlers stay in place during the stop, and a second signal
+    would abort it: in-flight requests dropped unanswered, queued records never
+    flushed. A process group signalled as a whole (Ctrl-C, systemd) gets a signal
+    from there and another from the `--workers` supervisor. Installed at start-up,
+    after aiohttp's, which it replaces.
+    """
+    loop = asyncio.get_running_loop()
+
+    def again() -> None:
+        log.info("already stopping: answering the requests in flight first")
+
+    def first() -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, again)
+        raise web.GracefulExit()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, first)
+
+
+def _supervise(args: argparse.Namespace, settings: Settings) -> int:
     """Run `--workers` copies of the server on one port and stop them together.
 
     Each process has its own idempotent Kafka producer, so webhooks of one input
@@ -127,9 +154,12 @@ def _supervise(args: argparse.Namespace) -> int:
         for child in children:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
+        # A child may take the publish timeout to answer what is in flight, then
+        # to flush: killed only well after that.
+        patience_s = 2 * settings.publish_timeout_ms / 1000 + 10
         for child in children:
             try:
-                child.wait(30)
+                child.wait(patience_s)
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()

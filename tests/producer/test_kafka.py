@@ -12,19 +12,22 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import orjson
 import pytest
+from confluent_kafka.admin import AdminClient
 
 from livewindows.kafka.launcher import KafkaCluster, free_ports, port_free
 from livewindows.topics import ensure_topics
-from producer.publisher import KafkaPublisher
+from producer.publisher import KafkaPublisher, PublishTimeout
 from producer.test_events import sample_requests
 from schemas.records import Event
 from tests.kafkakit import read_all
@@ -309,4 +312,84 @@ def test_serve_logs_a_kafka_outage_without_flooding_and_still_stops(
     attempts = [line for line in log.splitlines() if "Connect to" in line]
     assert 2 <= len(attempts) <= 10, len(attempts)  # unfiltered: ~50 in these 25 s
     assert "identical lines held back" in log
+    assert "Traceback" not in log
+
+
+async def test_a_missing_events_topic_is_a_503_and_stays_missing(kafka_bootstrap: str) -> None:
+    # The launcher's broker, like Kafka's default, creates topics on first use; the
+    # producer must not: 202s into a one-partition topic nobody asked for.
+    topic = f"never-created-{uuid.uuid4().hex[:8]}"
+    publisher = KafkaPublisher(kafka_bootstrap, topic, publish_timeout_ms=2000)
+    await publisher.start()
+    event = Event.model_validate(
+        {
+            "event_id": "e1",
+            "provider": "fastpix",
+            "input_id": "in1",
+            "kind": "other",
+            "provider_event_type": "x",
+            "occurred_at": "2024-01-01T00:00:00.000Z",
+            "received_at": "2024-01-01T00:00:00.000Z",
+        }
+    )
+    try:
+        with pytest.raises(PublishTimeout):
+            await publisher.publish(event)
+        assert not await publisher.ready()
+    finally:
+        await publisher.close()
+    metadata = AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(timeout=10)
+    assert topic not in metadata.topics
+
+
+def test_a_second_signal_while_serve_stops_still_answers_what_is_in_flight(
+    lone_broker: KafkaCluster,
+) -> None:
+    """Ctrl-C or systemd signals a whole process group: a `--workers` child gets the
+    signal and then the supervisor's. The second must not abort the stop."""
+    ensure_topics(lone_broker.bootstrap, ["events"], 1, 1)
+    [port] = free_ports(1)
+    settings = seeds.settings(gjirafa_webhook_token="stop-gjirafa-token")
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": lone_broker.bootstrap,
+        "EVENTS_TOPIC": "events",
+        "PUBLISH_TIMEOUT_MS": "3000",
+        "VIDEO_EVENTS_TOKEN": "stop-token",
+        "FASTPIX_WEBHOOK_SECRET": base64.b64encode(b"stop fastpix key").decode(),
+        "GJIRAFA_WEBHOOK_TOKEN": "stop-gjirafa-token",
+    }
+    env.pop("CF_WEBHOOK_SECRET", None)
+    with _serve_process(env, port) as server:
+        lone_broker.stop_node(0)  # every request now waits its publish timeout
+        requests = sample_requests("gjirafa", "in-stop", settings, START_MS)
+        answers: list[int | str] = []
+
+        def send(request: Any) -> None:
+            asked = urllib.request.Request(
+                f"http://127.0.0.1:{port}{request.path}",
+                data=request.body,
+                headers=dict(request.headers),
+                method="POST",
+            )
+            try:
+                with urllib.request.urlopen(asked, timeout=20) as answer:
+                    answers.append(answer.status)
+            except urllib.error.HTTPError as error:
+                answers.append(error.code)
+            except OSError as error:  # dropped unanswered
+                answers.append(type(error).__name__)
+
+        senders = [threading.Thread(target=send, args=(r,)) for r in requests]
+        for sender in senders:
+            sender.start()
+        time.sleep(1)  # in flight, waiting for an acknowledgement
+        server.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        server.send_signal(signal.SIGINT)
+        for sender in senders:
+            sender.join(30)
+        assert server.wait(timeout=30) == 0
+    assert answers == [503] * len(requests)
+    log = server.stdout.read().decode() if server.stdout else ""
     assert "Traceback" not in log

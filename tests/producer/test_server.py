@@ -84,7 +84,7 @@ def _supervise_children_running(monkeypatch: pytest.MonkeyPatch, code: str, *, s
     if stop:
         threading.Thread(target=stop_once_supervising, daemon=True).start()
     args = cli.build_parser().parse_args(["serve", "--port", "1", "--workers", "2"])
-    return server._supervise(args)
+    return server._supervise(args, seeds.settings())
 
 
 def test_a_stop_that_reaches_children_still_starting_is_clean(
