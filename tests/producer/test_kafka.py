@@ -242,6 +242,21 @@ def test_serve_and_send_test_events_end_to_end(
     assert not any(secret in log for secret in ("e2e-token-one", "e2e-gjirafa-token"))
 
 
+def _lone_serve_env(broker: KafkaCluster, name: str, *, publish_timeout_ms: int) -> dict[str, str]:
+    """`serve`'s environment for the lone broker's topic "events", secrets named `name`."""
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+        "EVENTS_TOPIC": "events",
+        "PUBLISH_TIMEOUT_MS": str(publish_timeout_ms),
+        "VIDEO_EVENTS_TOKEN": f"{name}-token",
+        "FASTPIX_WEBHOOK_SECRET": base64.b64encode(f"{name} fastpix key".encode()).decode(),
+        "GJIRAFA_WEBHOOK_TOKEN": f"{name}-gjirafa-token",
+    }
+    env.pop("CF_WEBHOOK_SECRET", None)
+    return env
+
+
 @contextmanager
 def _serve_process(env: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
     """`livewindows serve` on `port` once it answers; killed on the way out if still up."""
@@ -283,16 +298,7 @@ def test_serve_logs_a_kafka_outage_without_flooding_and_still_stops(
     ensure_topics(lone_broker.bootstrap, ["events"], 1, 1)  # with its leader elected
     [port] = free_ports(1)
     settings = seeds.settings(gjirafa_webhook_token="outage-gjirafa-token")
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": lone_broker.bootstrap,
-        "EVENTS_TOPIC": "events",
-        "PUBLISH_TIMEOUT_MS": "2000",
-        "VIDEO_EVENTS_TOKEN": "outage-token",
-        "FASTPIX_WEBHOOK_SECRET": base64.b64encode(b"outage fastpix key").decode(),
-        "GJIRAFA_WEBHOOK_TOKEN": "outage-gjirafa-token",
-    }
-    env.pop("CF_WEBHOOK_SECRET", None)
+    env = _lone_serve_env(lone_broker, "outage", publish_timeout_ms=2000)
     with _serve_process(env, port) as server:
         lone_broker.stop_node(0)
         time.sleep(25)
@@ -350,16 +356,7 @@ def test_a_second_signal_while_serve_stops_still_answers_what_is_in_flight(
     ensure_topics(lone_broker.bootstrap, ["events"], 1, 1)
     [port] = free_ports(1)
     settings = seeds.settings(gjirafa_webhook_token="stop-gjirafa-token")
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": lone_broker.bootstrap,
-        "EVENTS_TOPIC": "events",
-        "PUBLISH_TIMEOUT_MS": "3000",
-        "VIDEO_EVENTS_TOKEN": "stop-token",
-        "FASTPIX_WEBHOOK_SECRET": base64.b64encode(b"stop fastpix key").decode(),
-        "GJIRAFA_WEBHOOK_TOKEN": "stop-gjirafa-token",
-    }
-    env.pop("CF_WEBHOOK_SECRET", None)
+    env = _lone_serve_env(lone_broker, "stop", publish_timeout_ms=3000)
     with _serve_process(env, port) as server:
         lone_broker.stop_node(0)  # every request now waits its publish timeout
         requests = sample_requests("gjirafa", "in-stop", settings, START_MS)
