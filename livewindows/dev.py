@@ -68,7 +68,12 @@ def dev_command(args: argparse.Namespace, settings: Settings) -> int:
             env = {**os.environ, **dev_env}
             # One by one into `children`: a signal between two starts stops those started.
             children.append(
-                _Child.start("producer", ["serve", "--port", str(args.port)], env, data_dir)
+                _Child.start(  # loopback only: development secrets
+                    "producer",
+                    ["serve", "--host", "127.0.0.1", "--port", str(args.port)],
+                    env,
+                    data_dir,
+                )
             )
             children.append(
                 _Child.start(
