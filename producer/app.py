@@ -200,7 +200,11 @@ async def _ingest(
 # --- operational routes ---------------------------------------------------------
 
 
-async def _healthz(_request: web.Request) -> web.Response:
+async def _healthz(request: web.Request) -> web.Response:
+    # Liveness: after a fatal producer error only a restart helps, so say so.
+    fatal = request.app[PUBLISHER].fatal_error
+    if fatal is not None:
+        return _json({"status": "failed", "error": f"kafka producer failed: {fatal}"}, 503)
     return _json({"status": "ok"}, 200)
 
 

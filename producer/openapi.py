@@ -118,7 +118,9 @@ def openapi_document(max_body_bytes: int) -> dict[str, Any]:
             ref(GjirafaEvent),
             parameters=[{**_TOKEN, "description": "one of GJIRAFA_WEBHOOK_TOKEN"}],
         ),
-        "/healthz": _probe("the process is up"),
+        "/healthz": _probe(
+            "the process is up (503 after a fatal Kafka producer error: restart it)"
+        ),
         "/readyz": _probe("Kafka answers and has the events topic (503 otherwise)"),
         "/metrics": _probe("Prometheus metrics", "text/plain"),
         "/openapi.json": _probe("this document"),

@@ -62,6 +62,9 @@ class Publisher(Protocol):
     async def close(self) -> None: ...
     async def publish(self, event: Event) -> None: ...
     async def ready(self) -> bool: ...
+    @property
+    def fatal_error(self) -> str | None:
+        """Why the publisher can never publish again (the process must restart), or None."""
 
 
 def encode(event: Event) -> tuple[bytes, bytes]:

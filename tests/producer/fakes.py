@@ -15,6 +15,7 @@ class MemoryPublisher:
         self.events: list[Event] = []
         self.fail, self.stall_s, self.is_ready = fail, stall_s, ready
         self.started = self.closed = False
+        self.fatal_error: str | None = None
 
     async def start(self) -> None:
         self.started = True

@@ -241,6 +241,11 @@ async def test_healthz_and_readyz(make_client: MakeClient) -> None:
     response = await client.get("/readyz")
     assert response.status == 503 and "Retry-After" in response.headers
     assert (await client.get("/healthz")).status == 200
+    # A fatal producer error (e.g. the idempotent producer lost its sequence): only a
+    # restart helps, so liveness fails too and an orchestrator restarts the process.
+    publisher.fatal_error = "fenced"
+    response = await client.get("/healthz")
+    assert response.status == 503 and "fenced" in (await response.json())["error"]
 
 
 async def test_the_publisher_lives_as_long_as_the_app(make_client: MakeClient) -> None:
