@@ -100,6 +100,7 @@ class ReplaySummary:
     # From the beginning: partitions whose first records are gone (retention), and
     # the first offset still there. Their windows cannot be reproduced.
     deleted: dict[int, int] = field(default_factory=dict)
+    output_records: int = 0  # records the output topic held before this replay
 
     @property
     def rate(self) -> float:
@@ -175,7 +176,16 @@ def run_replay(
     consumer = Consumer(consumer_config(bootstrap))
     summary = ReplaySummary()
     try:
-        _ensure_output_topic(bootstrap, output_topic, settings)
+        partitions = _ensure_output_topic(bootstrap, output_topic, settings)
+        summary.output_records = sum(
+            high - low
+            for low, high in (
+                consumer.get_watermark_offsets(
+                    TopicPartition(output_topic, p), timeout=_METADATA_TIMEOUT_S
+                )
+                for p in partitions
+            )
+        )
         ranges = _plan(consumer, settings.events_topic, start, summary)
         wanted = jobs if jobs is not None else (os.cpu_count() or 1)
         summary.jobs = max(1, min(wanted, len(ranges)))
@@ -411,17 +421,19 @@ def assign_ranges(consumer: Consumer, topic: str, ranges: dict[int, tuple[int, i
         consumer.assign(assignment)
 
 
-def _ensure_output_topic(bootstrap: str, topic: str, settings: Settings) -> None:
+def _ensure_output_topic(bootstrap: str, topic: str, settings: Settings) -> list[int]:
+    """Create the output topic if it is missing; the partitions it already had."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     metadata = admin.list_topics(timeout=_METADATA_TIMEOUT_S)
     if topic in metadata.topics:
-        return
+        return sorted(metadata.topics[topic].partitions)
     new = NewTopic(topic, settings.topic_partitions, settings.topic_replication)
     try:
         admin.create_topics([new])[topic].result(_METADATA_TIMEOUT_S)
     except KafkaException as exc:
         if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
             raise
+    return []
 
 
 def _produce(
@@ -461,6 +473,13 @@ def _print_start(summary: ReplaySummary) -> None:
             f"replay: WARNING: partition {partition} begins at offset {low}: offsets 0-{low - 1} "
             "were deleted (retention), so windows they opened or changed are missing or "
             "different; this replay does not reproduce the live windows",
+            file=sys.stderr,
+            flush=True,
+        )
+    if summary.output_records:
+        print(
+            f"replay: WARNING: the output topic already holds {summary.output_records:,} "
+            "records; this replay's are appended after them",
             file=sys.stderr,
             flush=True,
         )

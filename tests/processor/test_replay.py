@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections import defaultdict
@@ -406,3 +407,22 @@ def test_a_replay_whose_kafka_goes_away_fails_instead_of_hanging(
             consumer, producer, "out", {0: len(_history())}, Config(GRACE_MS, RW_S), summary,
             stall_s=2.0,
         )  # fmt: skip
+
+
+def test_a_replay_into_a_topic_that_holds_records_says_it_appends(
+    kafka_bootstrap: str, make_topics: Callable[..., list[str]]
+) -> None:
+    events, output = make_topics("events", "replay", partitions=2)
+    produce(kafka_bootstrap, events, _history())
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "EVENTS_TOPIC": events}
+    command = [sys.executable, "-m", "livewindows.cli", "replay", "--from-beginning"]
+    command += ["--output-topic", output, "--jobs", "1"]
+    first, second = (
+        subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+        for _ in range(2)
+    )
+    assert (first.returncode, second.returncode) == (0, 0), second.stderr
+    assert "already holds" not in first.stderr
+    written = re.search(r"([\d,]+) window records written", first.stderr)
+    assert written is not None
+    assert f"WARNING: the output topic already holds {written[1]} records" in second.stderr
