@@ -543,11 +543,11 @@ class KafkaWorker:
         """
         committed = committed or {}
         deadline = time.monotonic() + _SETTLE_S
+        stored: dict[int, StoredPartition] = {}
+        reading = partitions
         while True:
-            stored = {
-                p: fold(p, records.items())
-                for p, records in self._read_changelog(partitions).items()
-            }
+            for p, records in self._read_changelog(reading).items():
+                stored[p] = fold(p, records.items())
             behind = {
                 p: offset
                 for p, offset in committed.items()
@@ -556,6 +556,7 @@ class KafkaWorker:
             if not behind or time.monotonic() >= deadline:
                 break
             time.sleep(0.1)
+            reading = sorted(behind)  # only these are read again
         for p, offset in sorted(behind.items()):
             log.warning(
                 "partition %d: the group committed offset %d, its stored state is at %d; "
