@@ -24,16 +24,21 @@ so the batch runs again from the same state and produces the same records
 (read_uncommitted consumers see the aborted copies, byte-identical).
 
 State lives in memory and is rebuilt from the changelog partition on every
-assignment, once the group's committed offsets are stable: a previous owner's
-last transaction can be decided (committed) and yet not visible to read_committed
-reads for a moment, and a restore in that moment would run the batch again from
-older state while the changelog later holds both (`_decided_offsets`). The data
-dir only holds a lock and the worker's stable
+assignment, so the data dir only holds a lock and the worker's stable
 `transactional.id`: a restart with the same data dir fences its predecessor at
 once instead of waiting out its transaction timeout. A WAL left by the Faust
 engine's crash is redone (`changelog.fold`), so a deployment can move from the
 Faust engine to this one with the same app id. Going back is not supported:
 Faust's recovery reads the changelog read_uncommitted and would apply aborted writes.
+
+Known gap: a previous owner's last transaction can be decided (committed) and yet
+not visible to read_committed reads for a moment when its partitions move; a
+restore in that moment runs the batch again from older state, and the changelog
+then holds both. Waiting for stable committed offsets (`Consumer.committed` with
+KIP-447's require_stable) closes it, but made the abort test's librdkafka
+sequence error (OUT_OF_ORDER_SEQUENCE_NUMBER, then an abort that cannot flush)
+appear in 1-3 runs of 8 instead of none, so it is not done yet. `fold` names
+inputs stored past the position and the restore logs them as an error.
 """
 
 from __future__ import annotations
@@ -87,11 +92,6 @@ BATCH_RECORDS = 5000
 POLL_TIMEOUT_S = 0.05
 _TIMEOUT_S = 30.0  # transaction calls and metadata requests
 _WAIT_S = 1.0  # one wait of a transaction call that is made again until it succeeds
-# A previous owner's undecided transaction is decided within its transaction
-# timeout (60 s), else aborted by the coordinator; its changelog writes then
-# show within moments.
-_DECIDED_TIMEOUT_S = 75.0
-_SETTLE_S = 5.0
 _STATS_INTERVAL_S = 30.0
 # Pause before running an aborted batch again: doubles per abort in a row, so a
 # lasting refusal (a topic's config, an ACL) is retried without flooding the log.
@@ -490,7 +490,7 @@ class KafkaWorker:
     def _assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         mine = sorted(tp.partition for tp in partitions)
         log.info("assigned partitions %s of %s; recovering state", mine, self._events)
-        restored = self._restore(mine, self._decided_offsets(consumer, mine))
+        restored = self._restore(mine)
         self._parts.update(restored)
         for tp in partitions:
             tp.offset = restored[tp.partition].next_offset
@@ -512,59 +512,11 @@ class KafkaWorker:
         )
         self._on_revoke(consumer, partitions)
 
-    def _decided_offsets(self, consumer: Consumer, partitions: list[int]) -> dict[int, int]:
-        """The group's committed offsets, once no transaction still commits any of them.
-
-        A previous owner's transaction (its batch's changelog writes, position and
-        offsets together) can be decided but not yet visible when its partitions
-        move: read_committed reads stop short of it, and a restore would miss the
-        batch while the changelog later holds it, before this owner's own writes.
-        With read_committed, librdkafka asks for stable offsets (KIP-447), so this
-        waits until such a transaction is decided; `_restore` then waits for the
-        changelog to show it.
-        """
-        asked = [TopicPartition(self._events, p) for p in partitions]
-        try:
-            answered = consumer.committed(asked, timeout=_DECIDED_TIMEOUT_S)
-        except KafkaException as exc:
-            log.warning("committed offsets not known (%s); restoring without them", exc)
-            return {}
-        return {tp.partition: tp.offset for tp in answered if tp.offset >= 0}
-
-    def _restore(
-        self, partitions: list[int], committed: dict[int, int] | None = None
-    ) -> dict[int, _Partition]:
-        """Each partition's state from its changelog partition, a pending WAL redone.
-
-        Where the group committed past a partition's stored position, the changelog
-        does not show the committing transaction yet: it is read again until it
-        does, for at most `_SETTLE_S`. (A Faust engine's commit may also run ahead
-        of its position, after it skipped records; then the warning is all.)
-        """
-        committed = committed or {}
-        deadline = time.monotonic() + _SETTLE_S
-        stored: dict[int, StoredPartition] = {}
-        reading = partitions
-        while True:
-            for p, records in self._read_changelog(reading).items():
-                stored[p] = fold(p, records.items())
-            behind = {
-                p: offset
-                for p, offset in committed.items()
-                if p in stored and offset > _next_offset(stored[p])
-            }
-            if not behind or time.monotonic() >= deadline:
-                break
-            time.sleep(0.1)
-            reading = sorted(behind)  # only these are read again
-        for p, offset in sorted(behind.items()):
-            log.warning(
-                "partition %d: the group committed offset %d, its stored state is at %d; "
-                "resuming from the stored state",
-                p,
-                offset,
-                _next_offset(stored[p]),
-            )
+    def _restore(self, partitions: list[int]) -> dict[int, _Partition]:
+        """Each partition's state from its changelog partition, a pending WAL redone."""
+        stored = {
+            p: fold(p, records.items()) for p, records in self._read_changelog(partitions).items()
+        }
         restored = {}
         for partition in partitions:
             restored[partition] = self._resume(partition, stored[partition])
@@ -700,10 +652,6 @@ class KafkaWorker:
                 f"changelog topic {self._changelog} has {len(topic.partitions)} partitions, "
                 f"the events topic {self._partition_count}: they must match"
             )
-
-
-def _next_offset(stored: StoredPartition) -> int:
-    return 0 if stored.position is None else stored.position.next_offset
 
 
 def _abort_pause_s(aborts_before: int) -> float:

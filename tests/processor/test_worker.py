@@ -28,11 +28,10 @@ from pathlib import Path
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
 
 from livewindows.kafka.launcher import KafkaCluster, free_ports
 from livewindows.topics import ensure_topics
-from processor.changelog import CHANGELOG_CONFIG, Position, fold, position_key
+from processor.changelog import CHANGELOG_CONFIG, fold
 from processor.codec import decode, encode_window
 from processor.tables import (
     Wal,
@@ -911,47 +910,3 @@ def test_a_kafka_engine_worker_refused_by_the_group_stops_in_one_line(
     assert "the kafka engine cannot join them" in worker.output
     assert "Inconsistent group protocol" in worker.output  # the join was tried, and refused
     assert "Traceback" not in worker.output
-
-
-def test_a_kafka_engine_worker_restores_only_once_the_previous_owners_commit_is_decided(
-    kafka_bootstrap: str,
-    make_topics: Callable[..., list[str]],
-    tmp_path: Path,
-) -> None:
-    """The previous owner's last transaction (state, position and offsets) is decided
-    but not yet visible when its partition moves: a restore must wait for it, or it
-    runs the batch again from older state while the changelog later holds both."""
-    topics = _topics(make_topics, partitions=1)
-    app_id = _app_id()
-    records = _scenario(range(3), int(time.time() * 1000))
-    produce(kafka_bootstrap, topics.events, records)
-    changelog = changelog_topic(app_id)
-    ensure_topics(kafka_bootstrap, [changelog], 1, 1, CHANGELOG_CONFIG)
-    # The previous owner: a group member whose transaction says "all of it is stored"
-    # and commits the offsets with it, held open until the successor has started.
-    member = Consumer(
-        {"bootstrap.servers": kafka_bootstrap, "group.id": app_id, "enable.auto.commit": False}
-    )
-    member.subscribe([topics.events])
-    wait_until(lambda: bool(member.poll(0.2) or member.assignment()), 30, "an assignment")
-    owner = Producer({"bootstrap.servers": kafka_bootstrap, "transactional.id": _app_id()})
-    owner.init_transactions(30)
-    owner.begin_transaction()
-    done = Position(len(records), None)
-    owner.produce(changelog, done.encode(), position_key(0), partition=0)
-    offsets = [TopicPartition(topics.events, 0, len(records))]
-    owner.send_offsets_to_transaction(offsets, member.consumer_group_metadata(), 30)
-    member.close()
-    successor = Worker(
-        _worker_env(kafka_bootstrap, topics, app_id, "kafka"), tmp_path / "b", tmp_path / "b.log"
-    )
-    with _killed_on_exit(successor):
-        successor.wait_for_log("assigned partitions", 60)
-        time.sleep(2)
-        assert "recovery done" not in successor.output  # waiting for the decision
-        owner.commit_transaction(30)
-        successor.wait_for_log("recovery done", 60)
-        assert f"state restored (next offset {len(records)}," in successor.output
-        time.sleep(1)
-        assert window_records(kafka_bootstrap, topics.windows) == []  # nothing ran again
-        assert successor.stop() == 0
