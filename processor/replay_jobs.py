@@ -29,6 +29,8 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING
 
+from livewindows.kafka.runtime import die_with_parent
+
 if TYPE_CHECKING:
     from livewindows.settings import Settings
     from processor.replay import Progress, ReplaySummary
@@ -37,7 +39,6 @@ __all__ = ["JobSpec", "run_jobs", "split_partitions"]
 
 _REPORT_EVERY_S = 0.5
 _STOP_TIMEOUT_S = 5.0
-_PR_SET_PDEATHSIG = 1
 
 Counts = tuple[int, int, int, int, int]  # records, windows, late, duplicates, undecodable
 
@@ -212,7 +213,7 @@ def _sigint_ignored() -> Iterator[None]:
 def job_main(spec: JobSpec, conn: Connection) -> None:
     """A job process: replay `spec.ranges`, report over `conn`, exit 0 (done) or 1 (failed)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent()
+    die_with_parent()  # the job dies with the parent, as `kafka start`'s nodes do
     from processor.replay import configure_logging
 
     configure_logging()
@@ -282,12 +283,3 @@ def _one_line(exc: Exception) -> str:
     else:
         text = f"{type(exc).__name__}: {exc}"
     return " ".join(text.split())
-
-
-def _die_with_parent() -> None:
-    """SIGKILL this process when the parent dies (Linux), as `kafka start` children do."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
