@@ -30,7 +30,7 @@ test: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy producer processor schemas livewindows
+	$(BIN)/mypy plumbing producer processor schemas livewindows
 
 bench: setup
 	$(PIP) -e '.[dev,bench]'

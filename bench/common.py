@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from livewindows.settings import Settings
+    from plumbing.settings import Settings
 
 RESULT_SCHEMA = "livewindows/bench/v1"
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -110,14 +110,14 @@ class Context:
 
     def settings(self, **extra: Any) -> Settings:
         """Settings with the run's broker and secrets (to sign requests in this process)."""
-        from livewindows.settings import load_settings
+        from plumbing.settings import load_settings
 
         given = {name.lower(): value for name, value in self.secrets.items()}
         return load_settings(kafka_bootstrap_servers=self.bootstrap, **given, **extra)
 
     def topics(self, *prefixes: str, partitions: int = 6) -> list[str]:
         """Fresh, uniquely named topics (created, with leaders)."""
-        from livewindows.topics import ensure_topics
+        from plumbing.topics import ensure_topics
 
         suffix = uuid.uuid4().hex[:8]
         names = [f"bench-{prefix}-{suffix}" for prefix in prefixes]
@@ -162,7 +162,7 @@ class Service:
     """
 
     def __init__(self, name: str, argv: list[str], env: Mapping[str, str], log_dir: Path) -> None:
-        from livewindows.kafka.runtime import die_with_parent
+        from plumbing.processes import die_with_parent
 
         self.name = name
         self.log_path = log_dir / f"{name}.log"

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from livewindows.settings import Settings
+    from plumbing.settings import Settings
 
 PROVIDERS = ("cloudflare", "fastpix", "gjirafa")
 
@@ -62,7 +62,7 @@ def build_requests(
 
     Signed with `settings`' secrets, by default the environment's.
     """
-    from livewindows.settings import load_settings
+    from plumbing.settings import load_settings
     from producer.test_events import SPAN_MS, sample_requests
 
     settings = settings or load_settings()

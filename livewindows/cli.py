@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 
-from livewindows.settings import ConfigError, Settings, load_settings
+from plumbing.settings import ConfigError, Settings, load_settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Create the four topics with TOPIC_PARTITIONS and TOPIC_REPLICATION; "
         "existing topics are left as they are.",
     )
-    create.set_defaults(handler=_entry("livewindows.topics:create_command"))
+    create.set_defaults(handler=_entry("plumbing.topics:create_command"))
 
     serve = commands.add_parser(
         "serve", help="run the webhook producer (aiohttp)", description="Run the producer."

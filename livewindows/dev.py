@@ -27,8 +27,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from livewindows.kafka.runtime import die_with_parent
-from livewindows.settings import ConfigError, Settings
+from plumbing.processes import die_with_parent
+from plumbing.settings import ConfigError, Settings
 
 _SECRET_NAMES = (
     "VIDEO_EVENTS_TOKEN",
@@ -47,7 +47,7 @@ class _Stop(Exception):
 
 def dev_command(args: argparse.Namespace, settings: Settings) -> int:
     from livewindows.kafka.launcher import KafkaCluster, port_free
-    from livewindows.topics import ensure_topics
+    from plumbing.topics import ensure_topics
 
     data_dir = Path(args.data_dir).resolve()
     for name, port in (("--port", args.port), ("--kafka-port", args.kafka_port)):

@@ -87,8 +87,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -98,7 +96,8 @@ import faust
 from faust.types import TP, AppT, RecordMetadata, StreamT
 from mode.supervisors import CrashingSupervisor
 
-from livewindows.settings import Settings
+from plumbing.processes import exit_now
+from plumbing.settings import Settings
 from processor.codec import encode_tick
 from processor.counts import Counts
 from processor.datadir import mark_clean, open_data_dir, tables_dir
@@ -259,12 +258,3 @@ def _die(exc: BaseException) -> None:
     """Stop the process now, committing nothing more: the SIGKILL case, on purpose."""
     log.critical("fatal error, stopping at once: %r", exc, exc_info=exc)
     exit_now(FATAL_EXIT_CODE)
-
-
-def exit_now(code: int) -> None:
-    """End the process without waiting for the Kafka clients (they may be stuck on an
-    unreachable broker), after the log lines so far are out."""
-    for handler in logging.getLogger().handlers:
-        handler.flush()
-    sys.stderr.flush()
-    os._exit(code)

@@ -17,7 +17,7 @@ import time
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from livewindows.settings import ConfigError
+from plumbing.settings import ConfigError
 
 __all__ = [
     "FAUST_ASSIGNOR",

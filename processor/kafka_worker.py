@@ -64,8 +64,8 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
-from livewindows.settings import ConfigError, Settings
-from livewindows.topics import KEY_PARTITIONER, ensure_topics
+from plumbing.settings import ConfigError, Settings
+from plumbing.topics import KEY_PARTITIONER, ensure_topics
 from processor.changelog import (
     CHANGELOG_CONFIG,
     Position,

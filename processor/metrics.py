@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from livewindows.settings import ConfigError
+from plumbing.settings import ConfigError
 from processor.counts import Counts
 
 __all__ = ["METRICS_HOST", "WorkerMetrics", "serve_metrics"]

@@ -40,9 +40,9 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from livewindows.logfilter import hold_back_repeated_lines
-from livewindows.settings import ConfigError, Settings
-from livewindows.topics import KEY_PARTITIONER, TopicsError, reach
+from plumbing.logs import hold_back_repeated_lines
+from plumbing.settings import ConfigError, Settings
+from plumbing.topics import KEY_PARTITIONER, TopicsError, reach
 from processor.codec import DecodeError, decode, encode_window
 from processor.windows import (
     Config,

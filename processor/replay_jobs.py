@@ -29,10 +29,10 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING
 
-from livewindows.kafka.runtime import die_with_parent
+from plumbing.processes import die_with_parent
 
 if TYPE_CHECKING:
-    from livewindows.settings import Settings
+    from plumbing.settings import Settings
     from processor.replay import Progress, ReplaySummary
 
 __all__ = ["JobSpec", "run_jobs", "split_partitions"]

@@ -21,10 +21,11 @@ import faust
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from livewindows.logfilter import hold_back_repeated_lines
-from livewindows.settings import ConfigError, Settings
-from livewindows.topics import adopt_topic_config
-from processor.app import FATAL_EXIT_CODE, create_app, exit_now
+from plumbing.logs import hold_back_repeated_lines
+from plumbing.processes import exit_now
+from plumbing.settings import ConfigError, Settings
+from plumbing.topics import adopt_topic_config
+from processor.app import FATAL_EXIT_CODE, create_app
 from processor.changelog import CHANGELOG_CONFIG, changelog_topic
 from processor.counts import Counts
 from processor.datadir import DataDirInUse, mark_clean, open_data_dir, transactional_id

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from livewindows.settings import Settings
+from plumbing.settings import Settings
 from producer import auth
 from producer.metrics import CONTENT_TYPE, Metrics
 from producer.normalize import InvalidPayload, NotJSON, parse_json, to_event

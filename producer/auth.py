@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from livewindows.settings import ConfigError, Settings, secret_values
+from plumbing.settings import ConfigError, Settings, secret_values
 
 __all__ = [
     "Credentials",

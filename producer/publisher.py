@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from livewindows.topics import KEY_PARTITIONER
+from plumbing.topics import KEY_PARTITIONER
 from schemas.records import Event
 
 __all__ = [

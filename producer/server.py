@@ -21,8 +21,8 @@ from typing import Any
 
 from aiohttp import web
 
-from livewindows.logfilter import hold_back_repeated_lines
-from livewindows.settings import ConfigError, Settings
+from plumbing.logs import hold_back_repeated_lines
+from plumbing.settings import ConfigError, Settings
 from producer import auth
 from producer.app import create_app
 from producer.publisher import probe

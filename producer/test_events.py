@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from livewindows.settings import ConfigError, Settings, secret_values
+from plumbing.settings import ConfigError, Settings, secret_values
 from producer import auth
 from schemas.timestamps import format_ms
 

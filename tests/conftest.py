@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from livewindows.kafka.launcher import KafkaCluster, LauncherError, free_ports
-from livewindows.topics import ensure_topics
+from plumbing.topics import ensure_topics
 
 # Property tests have no per-example deadline: one stall of a busy CI host is not a
 # failure. On top of the profile Hypothesis chose (its "ci" one when CI is set:

@@ -12,7 +12,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from livewindows.settings import Settings
+from plumbing.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_SERVICES = ("topics", "producer", "processor")

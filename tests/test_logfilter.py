@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from livewindows.logfilter import RepeatedLines
+from plumbing.logs import RepeatedLines
 
 
 class _Clock:

@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 
 from livewindows.kafka.launcher import free_ports
-from livewindows.settings import Settings
+from plumbing.settings import Settings
 from processor.windows import Config
 from producer.test_events import SPAN_MS, sample_requests
 from tests.kafkakit import by_identity, core_windows, window_records

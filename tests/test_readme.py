@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from livewindows.settings import Settings
+from plumbing.settings import Settings
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 

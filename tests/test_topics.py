@@ -11,10 +11,10 @@ import pytest
 from confluent_kafka import Message, Producer
 from confluent_kafka.admin import AdminClient
 
-from livewindows import topics
 from livewindows.kafka.launcher import free_ports
-from livewindows.settings import Settings
-from livewindows.topics import KEY_PARTITIONER, TopicsError, ensure_topics
+from plumbing import topics
+from plumbing.settings import Settings
+from plumbing.topics import KEY_PARTITIONER, TopicsError, ensure_topics
 
 
 def _settings(bootstrap: str, suffix: str, partitions: int = 3) -> Settings:

@@ -23,9 +23,9 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from livewindows.billing.codec import InvalidWindow, decode_window
 from livewindows.billing.store import Store, open_store, redact_url
-from livewindows.logfilter import hold_back_repeated_lines
-from livewindows.settings import ConfigError, Settings
-from livewindows.topics import TopicsError, reach
+from plumbing.logs import hold_back_repeated_lines
+from plumbing.settings import ConfigError, Settings
+from plumbing.topics import TopicsError, reach
 from schemas.records import Window
 
 __all__ = ["DEFAULT_GROUP", "BillingConsumer", "BillingSummary", "billing_command"]

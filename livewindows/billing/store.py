@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from livewindows.billing.rows import Row, Totals, fold
-from livewindows.settings import ConfigError
+from plumbing.settings import ConfigError
 from schemas.records import Window
 from schemas.timestamps import format_ms, parse_ms
 

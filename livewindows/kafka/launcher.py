@@ -28,14 +28,14 @@ from types import FrameType, TracebackType
 from livewindows.kafka.runtime import (
     KAFKA_VERSION,
     LauncherError,
-    die_with_parent,
     ensure_jars,
     java_command,
     java_executable,
     log_options,
     progress,
 )
-from livewindows.settings import Settings
+from plumbing.processes import die_with_parent
+from plumbing.settings import Settings
 
 __all__ = [
     "CONTROLLER_PORT_OFFSET",

@@ -8,12 +8,10 @@ so an interrupted resolution is redone and a changed pom re-resolves.
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -25,7 +23,6 @@ from pathlib import Path
 KAFKA_VERSION = "4.3.1"
 MIN_JAVA = 17
 CACHE_ENV = "LIVEWINDOWS_CACHE_DIR"
-_PR_SET_PDEATHSIG = 1
 
 
 class LauncherError(Exception):
@@ -143,10 +140,3 @@ def java_command(main_class: str, *args: str, heap_mb: int = 512) -> list[str]:
 def log_options() -> list[str]:
     config = resources.files("livewindows.kafka").joinpath("log4j2.xml")
     return [f"-Dlog4j2.configurationFile={config}", "-Djava.awt.headless=true"]
-
-
-def die_with_parent() -> None:
-    """`preexec_fn`: the child gets SIGKILL when the thread that started it dies."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)

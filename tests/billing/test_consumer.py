@@ -17,7 +17,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from livewindows.billing.consumer import BillingConsumer
 from livewindows.billing.rows import fold, totals
 from livewindows.billing.store import Applied, SQLiteStore, Store, open_store
-from livewindows.settings import Settings
+from plumbing.settings import Settings
 from schemas.records import Window
 from tests.billing.windowkit import closed, encode, opened
 

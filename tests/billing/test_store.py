@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from livewindows.billing.rows import Row, Totals, fold, totals
 from livewindows.billing.store import Applied, Store, open_store, redact_url
-from livewindows.settings import ConfigError
+from plumbing.settings import ConfigError
 from schemas.records import Window
 from tests.billing.test_rows import window_sets
 from tests.billing.windowkit import T0, closed, opened

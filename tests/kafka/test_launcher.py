@@ -18,7 +18,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from livewindows.kafka.launcher import KafkaCluster, free_ports, new_cluster_id, port_free
-from livewindows.topics import ensure_topics
+from plumbing.topics import ensure_topics
 from tests.kafkakit import port_with_controller_port
 
 CLI = [sys.executable, "-m", "livewindows.cli"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from livewindows.settings import ConfigError
+from plumbing.settings import ConfigError
 from processor.group import GroupHeldByOtherEngine, held_by_other_engine, patience_s
 
 

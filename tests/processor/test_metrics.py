@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from livewindows import cli
 from livewindows.kafka.launcher import free_ports
-from livewindows.settings import ConfigError
+from plumbing.settings import ConfigError
 from processor.counts import Counts
 from processor.metrics import WorkerMetrics, serve_metrics
 

@@ -15,8 +15,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from livewindows.kafka.launcher import KafkaCluster
-from livewindows.settings import Settings
-from livewindows.topics import ensure_topics
+from plumbing.settings import Settings
+from plumbing.topics import ensure_topics
 from processor.replay import (
     ReplayFailed,
     ReplaySummary,

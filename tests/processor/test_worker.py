@@ -30,7 +30,7 @@ import orjson
 import pytest
 
 from livewindows.kafka.launcher import KafkaCluster, free_ports
-from livewindows.topics import ensure_topics
+from plumbing.topics import ensure_topics
 from processor.changelog import CHANGELOG_CONFIG, fold
 from processor.codec import decode, encode_window
 from processor.tables import (
@@ -732,7 +732,7 @@ def test_an_earlier_changelog_gets_small_segments_and_an_operators_setting_stays
     setting someone made on the topic itself, and one not created yet to its creator."""
     from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
-    from livewindows.topics import adopt_topic_config
+    from plumbing.topics import adopt_topic_config
 
     def adopt_changelog_config(bootstrap: str, topic: str) -> dict[str, str]:
         return adopt_topic_config(bootstrap, topic, CHANGELOG_CONFIG)

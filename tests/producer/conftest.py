@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from livewindows.settings import Settings
+from plumbing.settings import Settings
 from producer.app import create_app
 from producer.server import RUNNER_OPTIONS
 from tests.producer import seeds

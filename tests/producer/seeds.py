@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from livewindows.settings import Settings
+from plumbing.settings import Settings
 
 CF_INPUT = "eb222fcca08eeb1ae84c981ebe8aeeb6"
 

@@ -8,7 +8,7 @@ import hmac
 
 import pytest
 
-from livewindows.settings import ConfigError
+from plumbing.settings import ConfigError
 from producer.auth import (
     Credentials,
     cloudflare_ok,

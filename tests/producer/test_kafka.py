@@ -26,7 +26,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from livewindows.kafka.launcher import KafkaCluster, free_ports, port_free
-from livewindows.topics import ensure_topics
+from plumbing.topics import ensure_topics
 from producer.publisher import KafkaPublisher, PublishTimeout
 from producer.test_events import sample_requests
 from schemas.records import Event

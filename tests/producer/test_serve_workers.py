@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from livewindows.kafka.launcher import free_ports
-from livewindows.settings import Settings
+from plumbing.settings import Settings
 from producer.test_events import sample_requests
 from tests.kafkakit import read_all
 from tests.waiting import http_ready, wait_until

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from livewindows import cli
-from livewindows.settings import ConfigError
+from plumbing.settings import ConfigError
 from producer import server
 from tests.producer import seeds
 

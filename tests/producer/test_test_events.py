@@ -9,7 +9,7 @@ import re
 import orjson
 import pytest
 
-from livewindows.settings import ConfigError
+from plumbing.settings import ConfigError
 from producer.auth import Credentials, fastpix_ok
 from producer.normalize import to_event
 from producer.test_events import sample_requests, send_command

@@ -9,7 +9,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from livewindows.settings import Settings
+from plumbing.settings import Settings
 
 if TYPE_CHECKING:
     from confluent_kafka.admin import AdminClient
@@ -21,7 +21,7 @@ REACH_TIMEOUT_S = 10.0
 # two engines and replay would put one key's records on different partitions.
 KEY_PARTITIONER = "murmur2_random"
 
-log = logging.getLogger("livewindows.topics")
+log = logging.getLogger("plumbing.topics")
 
 
 class TopicsError(Exception):
