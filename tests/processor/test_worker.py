@@ -677,7 +677,7 @@ def test_kafka_engine_aborts_a_refused_batch_and_writes_it_exactly_once_later(
     # Each abort follows librdkafka's report of the failed transaction within
     # seconds (the two are logged from different threads, in either order), where a
     # commit waiting out its whole timeout took 30 s to notice one. The bound leaves
-    # room for a report held back as a repeat (livewindows/logfilter.py, 10 s).
+    # room for a report held back as a repeat (plumbing/logs.py, 10 s).
     lines = worker.output.splitlines()
     failed = [_log_time(line) for line in lines if "TXNERR" in line]
     for line in lines:
