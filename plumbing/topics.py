@@ -21,7 +21,7 @@ REACH_TIMEOUT_S = 10.0
 # two engines and replay would put one key's records on different partitions.
 KEY_PARTITIONER = "murmur2_random"
 
-log = logging.getLogger("plumbing.topics")
+log = logging.getLogger("livewindows.topics")
 
 
 class TopicsError(Exception):

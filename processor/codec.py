@@ -218,7 +218,7 @@ def encode_window(window: WindowRecord) -> tuple[bytes, bytes]:
     return window.key.encode(), orjson.dumps(window.to_dict())
 
 
-def encode_output(out: Output) -> tuple[str, bytes, bytes] | None:
+def encode_output(out: Output) -> tuple[Literal["windows", "late"], bytes, bytes] | None:
     """(destination, key, value) of a core output, the destination `"windows"` or
     `"late"`; None for a duplicate, which is counted, never written."""
     if isinstance(out, WindowRecord):

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+import time
+from dataclasses import dataclass, fields
 
 from processor.windows import LateEvent, Output, WindowRecord
 
-__all__ = ["Counts"]
+__all__ = ["Counts", "CountsLog"]
+
+log = logging.getLogger("livewindows.worker")
+_EVERY_S = 30.0
 
 
 @dataclass(slots=True)
@@ -34,6 +39,11 @@ class Counts:
         else:
             self.duplicates += 1
 
+    def add(self, other: Counts) -> None:
+        """Add what `other` counted (a batch's counts, once it is written)."""
+        for name in _FIELDS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
     def summary(self) -> str:
         return (
             f"{self.records} records in {self.batches} batches: windows opened={self.opened} "
@@ -43,3 +53,25 @@ class Counts:
             + (f", rewinds={self.rewinds}" if self.rewinds else "")
             + (f", transactions aborted={self.aborts}" if self.aborts else "")
         )
+
+
+_FIELDS = tuple(f.name for f in fields(Counts))
+
+
+class CountsLog:
+    """The periodic log line of a worker's counts: every 30 s, if they changed."""
+
+    def __init__(self) -> None:
+        self._last = ""
+        self._next = time.monotonic()
+
+    def maybe(self, counts: Counts) -> None:
+        if time.monotonic() >= self._next:
+            self.now(counts)
+
+    def now(self, counts: Counts) -> None:
+        self._next = time.monotonic() + _EVERY_S
+        summary = counts.summary()
+        if summary != self._last:
+            log.info("%s", summary)
+            self._last = summary

@@ -1,6 +1,6 @@
 """`livewindows replay`: recompute windows from the events topic with fresh state.
 
-The same pure core as the worker, fed each partition in offset order, including
+The runner the workers drive (`processor.runner`), fed each partition in offset order, including
 the ticks the live worker wrote, so a replay from the beginning reproduces the
 live windows exactly (same ids, same content). Replay reads the topic with
 `assign` (no consumer group, no commits) and stops at the end offsets it saw
@@ -13,60 +13,44 @@ had already opened one. Such a replay is for inspection, not for billing.
 
 The state is per partition, so partitions replay in parallel: `--jobs N` runs N
 processes (`processor.replay_jobs`), each with its own group of partitions, the
-same loop and its own producer. A key lives in one partition, so each output key
-gets the same records in the same order whatever N is.
+same loop (`processor.replay_loop`) and its own producer. A key lives in one
+partition, so each output key gets the same records in the same order whatever N is.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
-import logging
 import os
 import sys
-import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Producer,
-    TopicPartition,
-)
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from plumbing.logs import hold_back_repeated_lines
 from plumbing.settings import ConfigError, Settings
-from plumbing.topics import KEY_PARTITIONER, TopicsError, reach
-from processor.codec import DecodeError, decode, encode_window
-from processor.windows import (
-    Config,
-    DuplicateEvent,
-    LateEvent,
-    PartitionState,
-    WindowRecord,
-    process,
+from plumbing.topics import TopicsError, reach
+from processor.replay_jobs import run_jobs
+from processor.replay_loop import (
+    Progress,
+    ReplayFailed,
+    ReplaySummary,
+    Report,
+    assign_ranges,
+    configure_logging,
+    consumer_config,
+    producer_config,
+    records_left,
+    replay_partitions,
 )
+from processor.restore import watermark_offsets
+from processor.windows import Config
 from schemas.timestamps import InvalidTimestamp, parse_ms
 
 __all__ = ["ReplayFailed", "ReplaySummary", "StartAt", "replay_command", "run_replay"]
 
 _METADATA_TIMEOUT_S = 10.0
 _REACH_TIMEOUT_S = 5.0  # before anything else: an unreachable Kafka in one line
-# Records per `consume()` call: larger batches cost fewer calls into the client.
-_CONSUME_BATCH = 5000
-# No record for this long with records left: Kafka is gone (librdkafka would retry
-# for ever); the replay fails instead of hanging.
-STALL_S = 60.0
-
-
-class ReplayFailed(Exception):
-    """A replay job failed (its one-line reason); the other jobs have been stopped."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,29 +69,6 @@ class StartAt:
                 raise ConfigError("--from-offset must be >= 0")
             return cls(offset=args.from_offset)
         return cls(timestamp_ms=_parse_timestamp(args.from_timestamp))
-
-
-@dataclass(slots=True)
-class ReplaySummary:
-    records: int = 0
-    windows: int = 0
-    late: int = 0
-    duplicates: int = 0
-    undecodable: int = 0
-    seconds: float = 0.0
-    partitions: dict[int, tuple[int, int]] = field(default_factory=dict)  # p -> (start, end)
-    jobs: int = 1  # processes that replayed (1: this one)
-    # From the beginning: partitions whose first records are gone (retention), and
-    # the first offset still there. Their windows cannot be reproduced.
-    deleted: dict[int, int] = field(default_factory=dict)
-    output_records: int = 0  # records the output topic held before this replay
-
-    @property
-    def rate(self) -> float:
-        return self.records / self.seconds if self.seconds > 0 else 0.0
-
-
-Progress = Callable[[ReplaySummary, int], None]
 
 
 def replay_command(args: argparse.Namespace, settings: Settings) -> int:
@@ -180,10 +141,7 @@ def run_replay(
         summary.output_records = sum(
             high - low
             for low, high in (
-                consumer.get_watermark_offsets(
-                    TopicPartition(output_topic, p), timeout=_METADATA_TIMEOUT_S
-                )
-                for p in partitions
+                watermark_offsets(consumer, TopicPartition(output_topic, p)) for p in partitions
             )
         )
         ranges = _plan(consumer, settings.events_topic, start, summary)
@@ -207,163 +165,7 @@ def run_replay(
     finally:
         consumer.close()
     # Only now, with no Kafka client left in this process, start the job processes.
-    from processor.replay_jobs import run_jobs
-
     return run_jobs(settings, output_topic, ranges, summary, progress)
-
-
-def consumer_config(bootstrap: str) -> dict[str, Any]:
-    return {
-        "bootstrap.servers": bootstrap,
-        "group.id": f"livewindows-replay-{uuid.uuid4().hex}",
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "auto.offset.reset": "earliest",
-        "enable.partition.eof": True,
-        "fetch.max.bytes": 52_428_800,
-        "queued.max.messages.kbytes": 262_144,
-        "logger": _LIBRARY_LOG,
-    }
-
-
-def producer_config(bootstrap: str) -> dict[str, Any]:
-    """The output producer: every job uses this, so the partitioner is the same."""
-    return {
-        "bootstrap.servers": bootstrap,
-        "enable.idempotence": True,
-        "acks": "all",
-        "linger.ms": 20,
-        "batch.size": 1_000_000,
-        "compression.type": "lz4",
-        "partitioner": KEY_PARTITIONER,  # a key's records on the partition live ones use
-        # Delivery reports only for failures: no Python callback per window record.
-        "delivery.report.only.error": True,
-        "logger": _LIBRARY_LOG,
-    }
-
-
-# librdkafka's lines (every reconnect attempt while a broker is down) go through
-# `logging`, where `configure_logging` holds back repeats.
-_LIBRARY_LOG = logging.getLogger("livewindows.replay.librdkafka")
-
-
-def configure_logging() -> None:
-    """Warnings on stderr, a repeated library line once per 10 s (command and jobs)."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-        )
-        hold_back_repeated_lines()
-
-
-Report = Callable[[ReplaySummary, Consumer, dict[int, int]], None]
-
-
-def replay_partitions(
-    consumer: Consumer,
-    producer: Producer,
-    output_topic: str,
-    ends: dict[int, int],
-    config: Config,
-    summary: ReplaySummary,
-    *,
-    report: Report | None = None,
-    report_every_s: float = 1.0,
-    stall_s: float = STALL_S,
-) -> None:
-    """Replay the assigned partitions up to `ends` (emptied on the way) and flush the output.
-
-    Counts and `seconds` go into `summary`, brought up to date before each `report`
-    (at most every `report_every_s`) and at the end. Raises `KafkaException` on a
-    fetch error or an undelivered window record, `ReplayFailed` when no record came
-    for `stall_s` while some were left.
-    """
-    failures: list[KafkaError] = []
-
-    def delivered(err: KafkaError | None, _msg: Any) -> None:
-        if err is not None:
-            failures.append(err)
-
-    # The loop below runs once per record: everything it touches is a local.
-    states = {p: PartitionState() for p in ends}
-    consume, produce, poll = consumer.consume, producer.produce, producer.poll
-    partition_eof = KafkaError._PARTITION_EOF
-    window_record, late_event, duplicate_event = WindowRecord, LateEvent, DuplicateEvent
-    decode_, process_, encode_window_, decode_error = decode, process, encode_window, DecodeError
-    monotonic = time.monotonic
-    records = windows = late = duplicates = undecodable = 0
-    began = last_report = last_record = monotonic()
-    # No cyclic GC during the loop: its collections cost ~15% of the CPU here (the
-    # state of 100k inputs is scanned again and again), and the loop makes no
-    # cyclic garbage (after a 1M-record replay, gc.collect() found none).
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        while ends:
-            messages = consume(_CONSUME_BATCH, 0.5)
-            if messages:
-                last_record = monotonic()
-            elif monotonic() - last_record >= stall_s:
-                raise ReplayFailed(
-                    f"no record for {stall_s:.0f} s with {len(ends)} partition(s) not done: "
-                    "is Kafka reachable?"
-                )
-            for message in messages:
-                error = message.error()
-                if error is not None:
-                    # EOF also ends a partition whose last offsets are control records.
-                    if error.code() == partition_eof:
-                        ends.pop(message.partition() or 0, None)
-                        continue
-                    raise KafkaException(error)
-                partition, offset = message.partition(), message.offset()
-                assert partition is not None and offset is not None, "a fetched record"
-                end = ends.get(partition)
-                if end is None or offset >= end:
-                    continue
-                records += 1
-                try:
-                    record = decode_(message.key(), message.value())
-                except decode_error:
-                    undecodable += 1
-                else:
-                    states[partition], outputs = process_(states[partition], record, config)
-                    for out in outputs:
-                        if isinstance(out, window_record):
-                            key, value = encode_window_(out)
-                            try:
-                                produce(output_topic, value, key, on_delivery=delivered)
-                            except BufferError:
-                                _produce(producer, output_topic, key, value, delivered)
-                            windows += 1
-                        elif isinstance(out, late_event):
-                            late += 1
-                        elif isinstance(out, duplicate_event):
-                            duplicates += 1
-                if offset >= end - 1:
-                    del ends[partition]
-            poll(0)
-            if failures:
-                raise KafkaException(failures[0])
-            if report is not None:
-                now = monotonic()
-                if now - last_report >= report_every_s:
-                    summary.records, summary.windows, summary.late = records, windows, late
-                    summary.duplicates, summary.undecodable = duplicates, undecodable
-                    summary.seconds = now - began
-                    report(summary, consumer, ends)
-                    last_report = now
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    summary.records, summary.windows, summary.late = records, windows, late
-    summary.duplicates, summary.undecodable = duplicates, undecodable
-    remaining = producer.flush(30)
-    summary.seconds = monotonic() - began
-    if remaining:
-        raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT, "output not flushed"))
-    if failures:
-        raise KafkaException(failures[0])
 
 
 def _local_progress(
@@ -393,9 +195,7 @@ def _plan(
             starts[tp.partition] = tp.offset
     ranges: dict[int, tuple[int, int]] = {}
     for p in partitions:
-        low, high = consumer.get_watermark_offsets(
-            TopicPartition(topic, p), timeout=_METADATA_TIMEOUT_S
-        )
+        low, high = watermark_offsets(consumer, TopicPartition(topic, p))
         if start.offset is not None:
             begin = min(max(start.offset, low), high)
         elif start.timestamp_ms is not None:
@@ -411,16 +211,6 @@ def _plan(
     return ranges
 
 
-def assign_ranges(consumer: Consumer, topic: str, ranges: dict[int, tuple[int, int]]) -> None:
-    """Assign each partition of `ranges` at its start offset."""
-    assignment = [
-        TopicPartition(topic, p, begin if begin > 0 else OFFSET_BEGINNING)
-        for p, (begin, _end) in sorted(ranges.items())
-    ]
-    if assignment:
-        consumer.assign(assignment)
-
-
 def _ensure_output_topic(bootstrap: str, topic: str, settings: Settings) -> list[int]:
     """Create the output topic if it is missing; the partitions it already had."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
@@ -434,37 +224,6 @@ def _ensure_output_topic(bootstrap: str, topic: str, settings: Settings) -> list
         if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
             raise
     return []
-
-
-def _produce(
-    producer: Producer,
-    topic: str,
-    key: bytes,
-    value: bytes,
-    on_delivery: Callable[[KafkaError | None, Any], None],
-) -> None:
-    while True:
-        try:
-            producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
-            return
-        except BufferError:
-            producer.poll(0.1)
-
-
-def records_left(
-    consumer: Consumer, ends: dict[int, int], ranges: dict[int, tuple[int, int]]
-) -> int:
-    """Records still to replay: from each partition's position (its start offset in
-    `ranges` until the first fetch) to its end in `ends` (partitions not done yet)."""
-    if not ends:
-        return 0
-    total = 0
-    for tp in consumer.position(consumer.assignment()):
-        end = ends.get(tp.partition)
-        if end is not None:
-            at = tp.offset if tp.offset >= 0 else ranges[tp.partition][0]
-            total += max(0, end - at)
-    return total
 
 
 def _print_start(summary: ReplaySummary) -> None:

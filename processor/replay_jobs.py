@@ -27,13 +27,21 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
-from typing import TYPE_CHECKING
 
 from plumbing.processes import die_with_parent
-
-if TYPE_CHECKING:
-    from plumbing.settings import Settings
-    from processor.replay import Progress, ReplaySummary
+from plumbing.settings import Settings
+from processor.replay_loop import (
+    Progress,
+    ReplayFailed,
+    ReplaySummary,
+    assign_ranges,
+    configure_logging,
+    consumer_config,
+    producer_config,
+    records_left,
+    replay_partitions,
+)
+from processor.windows import Config
 
 __all__ = ["JobSpec", "run_jobs", "split_partitions"]
 
@@ -98,8 +106,6 @@ def run_jobs(
     progress: Progress | None,
 ) -> ReplaySummary:
     """Replay `ranges` with `summary.jobs` processes; the combined counts go into `summary`."""
-    from processor.replay import ReplayFailed
-
     context = multiprocessing.get_context("spawn")
     specs = [
         JobSpec(
@@ -214,8 +220,6 @@ def job_main(spec: JobSpec, conn: Connection) -> None:
     """A job process: replay `spec.ranges`, report over `conn`, exit 0 (done) or 1 (failed)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent()  # the job dies with the parent, as `kafka start`'s nodes do
-    from processor.replay import configure_logging
-
     configure_logging()
     if os.getppid() != spec.parent_pid:  # the parent died before the line above
         sys.exit(1)
@@ -231,16 +235,6 @@ def job_main(spec: JobSpec, conn: Connection) -> None:
 
 def _replay_job(spec: JobSpec, conn: Connection) -> Counts:
     from confluent_kafka import Consumer, Producer
-
-    from processor.replay import (
-        ReplaySummary,
-        assign_ranges,
-        consumer_config,
-        producer_config,
-        records_left,
-        replay_partitions,
-    )
-    from processor.windows import Config
 
     def counts(summary: ReplaySummary) -> Counts:
         return (

@@ -18,16 +18,15 @@ Invariants (checked by the tests in tests/processor/):
 - `window_id` depends only on the input and the opening event, so a window
   recomputed by a replay or after a crash has the same id and content.
 
-`process` updates the `PartitionState` it is given and returns it. Changed inputs
-are written back with `inputs[key] = state` (never only mutated), so a mapping
-backed by a changelog-table sees every change.
+`process` updates the `PartitionState` it is given and returns it, with the key
+of every input it changed added to `PartitionState.changed`: the runner stores
+exactly those (`processor.runner`), and nothing has to watch the mapping.
 """
 
 from __future__ import annotations
 
 import hashlib
 import heapq
-from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
@@ -265,15 +264,17 @@ class PartitionState:
     behind in an earlier bucket by a reschedule is skipped (lazy deletion).
     """
 
-    __slots__ = ("_agenda", "_buckets", "_due", "inputs", "watermark_ms")
+    __slots__ = ("_agenda", "_buckets", "_due", "changed", "inputs", "watermark_ms")
 
     def __init__(
         self,
         watermark_ms: int | None = None,
-        inputs: MutableMapping[str, InputState] | None = None,
+        inputs: dict[str, InputState] | None = None,
     ) -> None:
         self.watermark_ms = watermark_ms
-        self.inputs: MutableMapping[str, InputState] = {} if inputs is None else inputs
+        self.inputs: dict[str, InputState] = {} if inputs is None else inputs
+        # Keys of the inputs `process` changed since the caller last took them.
+        self.changed: set[str] = set()
         self._agenda: list[int] = []
         self._buckets: dict[int, list[str]] = {}
         self._due: dict[str, int] = {}
@@ -282,7 +283,7 @@ class PartitionState:
     def restore(
         cls,
         watermark_ms: int | None,
-        inputs: MutableMapping[str, InputState],
+        inputs: dict[str, InputState],
         config: Config,
     ) -> PartitionState:
         state = cls(watermark_ms, inputs)
@@ -307,6 +308,11 @@ class PartitionState:
         """Inputs with buffered events or an open window (for metrics)."""
         return len(self._due)
 
+    def take_changed(self) -> set[str]:
+        """The keys of the inputs changed since the last call."""
+        changed, self.changed = self.changed, set()
+        return changed
+
 
 def window_id(provider: str, input_id: str, opening_event_id: str) -> str:
     """First 32 hex digits of sha256(`<provider>:<input_id>:<opening_event_id>`)."""
@@ -327,17 +333,17 @@ def process(
         key = record.key
         input_state = inputs.get(key)
         if input_state is None:
-            input_state = InputState()
+            input_state = inputs[key] = InputState()
         elif _is_duplicate(input_state, record.event_id):
             outputs.append(DuplicateEvent(record))
             return state, outputs
         input_state.buffer.append(record)
-        inputs[key] = input_state
+        state.changed.add(key)
         state._schedule(key, received_ms + config.grace_ms)
     watermark_ms = state.watermark_ms
     if watermark_ms is None or received_ms > watermark_ms:
         state.watermark_ms = watermark_ms = received_ms
-    agenda, buckets, due = state._agenda, state._buckets, state._due
+    agenda, buckets, due, changed = state._agenda, state._buckets, state._due, state.changed
     # Release the inputs whose deadline has come: earliest deadline first, and by
     # key within a deadline. Keys whose deadline has since moved are skipped. A
     # released input's next deadline is always after the watermark (what is left in
@@ -354,7 +360,7 @@ def process(
             del due[key]
             input_state = inputs[key]
             _release(input_state, watermark_ms, config, outputs)
-            inputs[key] = input_state
+            changed.add(key)
             deadline = _next_deadline(input_state, watermark_ms, config)
             if deadline is not None:
                 state._schedule(key, deadline)

@@ -25,10 +25,8 @@ from plumbing.logs import hold_back_repeated_lines
 from plumbing.processes import exit_now
 from plumbing.settings import ConfigError, Settings
 from plumbing.topics import adopt_topic_config
-from processor.app import FATAL_EXIT_CODE, create_app
 from processor.changelog import CHANGELOG_CONFIG, changelog_topic
-from processor.counts import Counts
-from processor.datadir import DataDirInUse, mark_clean, open_data_dir, transactional_id
+from processor.datadir import DataDirInUse, open_data_dir, transactional_id
 from processor.group import (
     GroupHeldByOtherEngine,
     held_by,
@@ -37,10 +35,12 @@ from processor.group import (
     wait_for_group,
 )
 from processor.metrics import METRICS_HOST, serve_metrics
+from processor.restore import ensure_changelog
 
-__all__ = ["DEFAULT_DATA_DIR", "worker_command"]
+__all__ = ["DEFAULT_DATA_DIR", "FATAL_EXIT_CODE", "worker_command"]
 
 DEFAULT_DATA_DIR = Path(".data/worker")
+FATAL_EXIT_CODE = 70  # EX_SOFTWARE
 log = logging.getLogger("livewindows.worker")
 _METADATA_TIMEOUT_S = 5.0
 # How long the Faust engine may take to stop after SIGTERM (Kubernetes' default
@@ -68,8 +68,9 @@ def worker_command(args: argparse.Namespace, settings: Settings) -> int:
         partitions = events_partitions(admin, settings)
         patience = patience_s(settings.processor_session_timeout_ms)
         wait_for_group(admin, settings.processor_app_id, engine, patience)
-        # Either engine creates the changelog with CHANGELOG_CONFIG, but neither
-        # alters one that exists: an earlier version's has the broker's 1 GiB segments.
+        # The changelog is created with CHANGELOG_CONFIG; one that exists is not
+        # altered, but an earlier version's has the broker's 1 GiB segments.
+        ensure_changelog(settings, partitions)
         adopt_topic_config(
             settings.kafka_bootstrap_servers,
             changelog_topic(settings.processor_app_id),
@@ -79,11 +80,12 @@ def worker_command(args: argparse.Namespace, settings: Settings) -> int:
             open_data_dir(data_dir)
             txn_id = transactional_id(data_dir, settings.processor_app_id)
         else:
+            from processor.app import create_app  # Faust is imported by this engine only
+
             log.info("engine faust: joining consumer group %s", settings.processor_app_id)
-            counts = Counts()
-            app = create_app(settings, data_dir, partitions=partitions, counts=counts)
+            app, runtime = create_app(settings, data_dir, partitions=partitions)
             if metrics_port is not None:
-                serve_metrics(METRICS_HOST, metrics_port, lambda: counts)
+                serve_metrics(METRICS_HOST, metrics_port, lambda: runtime.counts)
     except KafkaUnavailable as exc:
         print(f"livewindows worker: {exc}", file=sys.stderr)
         return 1
@@ -181,7 +183,6 @@ def _run_kafka_engine(
         return FATAL_EXIT_CODE
     if not clean:  # Kafka is unreachable: its clients would hold the exit up
         exit_now(0)
-    mark_clean(data_dir)
     return 0
 
 

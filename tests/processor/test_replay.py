@@ -17,18 +17,17 @@ from confluent_kafka.admin import AdminClient
 from livewindows.kafka.launcher import KafkaCluster
 from plumbing.settings import Settings
 from plumbing.topics import ensure_topics
-from processor.replay import (
+from processor.replay import StartAt, run_replay
+from processor.replay_jobs import run_jobs, split_partitions
+from processor.replay_loop import (
     ReplayFailed,
     ReplaySummary,
-    StartAt,
     assign_ranges,
     consumer_config,
     producer_config,
     records_left,
     replay_partitions,
-    run_replay,
 )
-from processor.replay_jobs import run_jobs, split_partitions
 from processor.windows import Config
 from tests.kafkakit import (
     by_identity,

@@ -1,0 +1,186 @@
+"""Reading changelog partitions to their end, as Kafka Streams' `StoreChangelogReader` does.
+
+The rule, in one place: take each partition's end offset as ListOffsets answers
+it at READ_UNCOMMITTED (the high watermark: every record written, decided or
+not), then read `read_committed` until the consumer's position reaches it.
+
+Why not until `_PARTITION_EOF`: a read_committed fetch stops at the last stable
+offset, so EOF comes where a transaction still open, or decided but not yet
+marked, begins; a restore that stopped there would miss a previous owner's last
+batch and run it again from older state (KAFKA-10167). Reading on until the
+position passes the uncommitted end waits for that transaction to be decided;
+its marker is never delivered, but it moves the position past itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    IsolationLevel,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
+
+from plumbing.settings import ConfigError, Settings
+from plumbing.topics import ensure_topics
+from processor.changelog import CHANGELOG_CONFIG, changelog_topic
+
+__all__ = [
+    "ChangelogConsumer",
+    "EventsWatermarks",
+    "end_offsets",
+    "ensure_changelog",
+    "watermark_offsets",
+]
+
+log = logging.getLogger("livewindows.worker")
+
+_TIMEOUT_S = 30.0
+_PROGRESS_S = 5.0
+_RETRIABLE = (
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+)
+
+Latest = dict[bytes, bytes | None]  # each key's last value (None: a tombstone)
+
+
+def end_offsets(admin: AdminClient, topic: str, partitions: Sequence[int]) -> dict[int, int]:
+    """Each partition's end offset at READ_UNCOMMITTED, retried while leaders are elected."""
+    deadline = time.monotonic() + _TIMEOUT_S
+    while True:
+        try:
+            latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+            futures = admin.list_offsets(
+                {TopicPartition(topic, p): latest for p in partitions},
+                isolation_level=IsolationLevel.READ_UNCOMMITTED,
+                request_timeout=_TIMEOUT_S,
+            )
+            return {tp.partition: future.result().offset for tp, future in futures.items()}
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if time.monotonic() > deadline or not (error.retriable() or error.code() in _RETRIABLE):
+                raise
+            time.sleep(0.2)
+
+
+class ChangelogConsumer:
+    """`ChangelogReader` over a confluent-kafka consumer (no group, no commits)."""
+
+    def __init__(self, bootstrap: str, topic: str, logger: logging.Logger) -> None:
+        self._topic = topic
+        self._admin = AdminClient({"bootstrap.servers": bootstrap, "logger": logger})  # type: ignore[dict-item]
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"{topic}-restore",  # never joined: partitions are assigned
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "fetch.max.bytes": 52_428_800,
+                "logger": logger,
+            }
+        )
+
+    def read(
+        self, partitions: Sequence[int]
+    ) -> dict[int, Iterable[tuple[bytes | None, bytes | None]]]:
+        latest: dict[int, Latest] = {p: {} for p in partitions}
+        ends = {p: end for p, end in end_offsets(self._admin, self._topic, partitions).items()}
+        ends = {p: end for p, end in ends.items() if end > 0}
+        if not ends:
+            return {p: () for p in partitions}
+        consumer = self._consumer
+        consumer.assign([TopicPartition(self._topic, p, OFFSET_BEGINNING) for p in ends])
+        records, began = 0, time.monotonic()
+        progress_at = began + _PROGRESS_S
+        try:
+            while ends:
+                for message in consumer.consume(10_000, 0.2):
+                    error = message.error()
+                    if error is not None:
+                        if error.fatal():
+                            raise KafkaException(error)
+                        continue
+                    partition = message.partition()
+                    assert partition is not None
+                    key = message.key()
+                    if partition in ends and key is not None:
+                        latest[partition][key] = message.value()
+                        records += 1
+                for tp in consumer.position([TopicPartition(self._topic, p) for p in sorted(ends)]):
+                    if tp.offset >= ends[tp.partition]:
+                        del ends[tp.partition]
+                if time.monotonic() >= progress_at:
+                    log.info(
+                        "restoring: %d changelog records read, %d partition(s) to go "
+                        "(a transaction still open holds a partition until it is decided)",
+                        records,
+                        len(ends),
+                    )
+                    progress_at += _PROGRESS_S
+        finally:
+            consumer.unassign()
+        log.debug("read %d changelog records in %.1f s", records, time.monotonic() - began)
+        return {p: keys.items() for p, keys in latest.items()}
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+class EventsWatermarks:
+    """`EventsOffsets` over a consumer's watermark query."""
+
+    def __init__(self, consumer: Consumer, topic: str) -> None:
+        self._consumer = consumer
+        self._topic = topic
+
+    def earliest(self, partition: int) -> int:
+        low, _high = watermark_offsets(self._consumer, TopicPartition(self._topic, partition))
+        return low
+
+
+def watermark_offsets(consumer: Consumer, tp: TopicPartition) -> tuple[int, int]:
+    """(low, high) offsets of `tp`, retried while a leader is elected (a new topic)."""
+    deadline = time.monotonic() + _TIMEOUT_S
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(tp, timeout=_TIMEOUT_S)
+            return int(low), int(high)
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if time.monotonic() > deadline or not (error.retriable() or error.code() in _RETRIABLE):
+                raise
+            time.sleep(0.2)
+
+
+def ensure_changelog(settings: Settings, partitions: int) -> None:
+    """Create the changelog topic (compacted, one partition per events partition) if
+    missing, wait until its partitions show, and refuse one whose count differs.
+
+    Workers started together may all try to create it: one wins, and the others
+    wait for the topic's metadata rather than read a partition count of 0.
+    """
+    topic = changelog_topic(settings.processor_app_id)
+    bootstrap = settings.kafka_bootstrap_servers
+    ensure_topics(bootstrap, [topic], partitions, settings.topic_replication, CHANGELOG_CONFIG)
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    deadline = time.monotonic() + _TIMEOUT_S
+    while True:
+        described = admin.list_topics(topic, timeout=_TIMEOUT_S).topics.get(topic)
+        count = 0 if described is None or described.error is not None else len(described.partitions)
+        if count == partitions:
+            return
+        if time.monotonic() > deadline:
+            raise ConfigError(
+                f"changelog topic {topic} has {count} partitions, the events topic "
+                f"{partitions}: they must match"
+            )
+        time.sleep(0.2)

@@ -1,0 +1,270 @@
+"""Kafka transactions for the runtime's `BatchWriter`: one confluent-kafka producer each.
+
+Both engines write a batch the same way (`Transactions.write`): begin, produce the
+outputs (keyed, partitioned like Faust's aiokafka) and the changelog writes (to
+the batch partition's own changelog partition), optionally add the consumer's
+offsets (KIP-447), commit. What differs is only who fences whom:
+- the kafka engine (`GroupWriter`) has one producer per worker and puts the
+  consumer group's offsets in each transaction, so the group coordinator fences
+  a worker whose partitions moved (its generation is stale) before it commits;
+- the Faust engine (`PartitionWriter`) cannot put aiokafka's offsets in a
+  librdkafka transaction, so each partition gets its own producer whose
+  `transactional.id` names the partition: `init_transactions` by a new owner
+  fences the old one's producer for good and ends its open transaction.
+
+Every transaction call waits in slices and is made again while the error is
+retriable, so a broker outage is ridden out and a SIGTERM still takes effect
+(librdkafka blocks in C past its timeout while the coordinator is down). An
+abort that cannot be completed (a flush that never finishes) replaces the
+producer: a new one with the same `transactional.id` aborts what the old left open.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
+
+from plumbing.topics import KEY_PARTITIONER
+from processor.runner import Batch, Written
+from processor.runtime import Aborted
+
+__all__ = ["GroupWriter", "PartitionWriter", "StopUncommitted", "Transactions"]
+
+log = logging.getLogger("livewindows.worker")
+
+_TIMEOUT_S = 30.0  # warn after this long without success
+_WAIT_S = 1.0  # one wait of a transaction call that is made again until it succeeds
+_ABORT_TRIES = 5
+
+
+class StopUncommitted(Exception):
+    """Asked to stop while Kafka could not take the transaction in progress."""
+
+
+def producer_config(bootstrap: str, txn_id: str, logger: logging.Logger) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": bootstrap,
+        "transactional.id": txn_id,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "batch.size": 1_000_000,
+        "transaction.timeout.ms": 60_000,
+        "partitioner": KEY_PARTITIONER,  # window records land where Faust's would
+        "logger": logger,
+    }
+
+
+class Transactions:
+    """One transactional producer, its calls retried and interruptible."""
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        topics: dict[str, str],
+        stopping: Callable[[], bool],
+    ) -> None:
+        self._config = config
+        self._topics = topics  # destination -> topic name
+        self._stopping = stopping
+        self._producer = Producer(config)
+        self._retrying(self._producer.init_transactions)
+
+    def write(
+        self,
+        batches: Sequence[Batch],
+        offsets: Callable[[], tuple[list[TopicPartition], Any]] | None = None,
+    ) -> None:
+        """The batches in one transaction, with `offsets()` (offsets, group metadata)
+        added if given; `Aborted` (after aborting) if Kafka refused it."""
+        try:
+            self._producer.begin_transaction()
+            for batch in batches:
+                for written in batch.outputs:
+                    self._produce(written, -1)
+                for written in batch.changelog:
+                    self._produce(written, batch.partition)
+            if offsets is not None:
+                tps, group = offsets()
+                producer = self._producer
+                self._retrying(lambda t: producer.send_offsets_to_transaction(tps, group, t))
+            self._retrying(self._producer.commit_transaction)
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if not error.txn_requires_abort():
+                raise
+            self.abort()
+            raise Aborted(error.str()) from None
+
+    def write_changelog(self, partition: int, writes: Sequence[Written]) -> None:
+        self._producer.begin_transaction()
+        for written in writes:
+            self._produce(written, partition)
+        self._retrying(self._producer.commit_transaction)
+
+    def abort(self) -> None:
+        """Abort the open transaction; replace the producer if Kafka will not let it."""
+        for _ in range(_ABORT_TRIES):
+            try:
+                self._interruptible(lambda: self._producer.abort_transaction(_WAIT_S))
+                return
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                if error.fatal():
+                    raise
+                log.warning("abort not completed yet: %s", error.str())
+        log.warning("abort could not complete; replacing the transactional producer")
+        self.close()
+        self._producer = Producer(self._config)
+        self._retrying(self._producer.init_transactions)
+
+    def poll(self) -> None:
+        self._producer.poll(0)
+
+    def close(self) -> None:
+        self._producer.flush(0)
+
+    def _produce(self, written: Written, partition: int) -> None:
+        topic = self._topics[written.destination]
+        kwargs: dict[str, Any] = {"key": written.key, "value": written.value}
+        if written.timestamp_ms is not None:
+            kwargs["timestamp"] = written.timestamp_ms
+        if written.headers:
+            kwargs["headers"] = written.headers
+        if partition >= 0:
+            kwargs["partition"] = partition
+        while True:
+            try:
+                self._producer.produce(topic, **kwargs)
+                return
+            except BufferError:  # the local queue is full: let librdkafka send some
+                if self._stopping():
+                    raise StopUncommitted("the producer's queue is full") from None
+                self._producer.poll(0.05)
+
+    def _retrying(self, call: Callable[[float], object]) -> None:
+        """`call(timeout)` until it succeeds; a retriable failure (a broker outage) is retried.
+
+        Each call waits at most `_WAIT_S`, then is made again (librdkafka resumes a
+        timed-out transaction call): a commit waits for every record of the batch,
+        and once one is refused the transaction can only be aborted, which a call
+        made again reports at once instead of at the end of a long timeout.
+        """
+        warned_at = time.monotonic()
+        while True:
+            try:
+                self._interruptible(lambda: call(_WAIT_S))
+                return
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                if not error.retriable():
+                    raise
+                if self._stopping():
+                    raise StopUncommitted(error.str()) from None
+                if time.monotonic() - warned_at >= _TIMEOUT_S:
+                    log.warning("transaction call not done yet, retrying: %s", error.str())
+                    warned_at = time.monotonic()
+
+    def _interruptible(self, call: Callable[[], object]) -> None:
+        """Run a transaction call in a daemon thread and wait for it in slices.
+
+        librdkafka's transaction calls block in C past their timeout while the
+        coordinator is unreachable, and Python runs signal handlers only between
+        bytecodes: waiting here keeps a SIGTERM effective during an outage.
+        """
+        done = threading.Event()
+        failed: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                call()
+            except BaseException as exc:
+                failed.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name="kafka-transaction", daemon=True).start()
+        while not done.wait(0.2):
+            if self._stopping():
+                raise StopUncommitted("Kafka did not answer")
+        if failed:
+            raise failed[0]
+
+
+class GroupWriter:
+    """The kafka engine's writer: one producer, the group's offsets in every transaction."""
+
+    def __init__(
+        self,
+        transactions: Transactions,
+        events_topic: str,
+        group_metadata: Callable[[], Any],
+    ) -> None:
+        self._transactions = transactions
+        self._events_topic = events_topic
+        self._group_metadata = group_metadata
+
+    def fence(self, partitions: Sequence[int]) -> None:
+        """Nothing to do: the coordinator refuses a stale member's offsets, and its
+        transaction with them (KIP-447)."""
+
+    def write(self, batches: Sequence[Batch]) -> None:
+        def offsets() -> tuple[list[TopicPartition], Any]:
+            tps = [TopicPartition(self._events_topic, b.partition, b.next_offset) for b in batches]
+            return tps, self._group_metadata()
+
+        self._transactions.write(batches, offsets)
+
+    def write_changelog(self, partition: int, writes: Sequence[Written]) -> None:
+        self._transactions.write_changelog(partition, writes)
+
+    def release(self, partitions: Sequence[int]) -> None:
+        pass
+
+
+class PartitionWriter:
+    """The Faust engine's writer: a producer per owned partition, fenced by partition."""
+
+    def __init__(
+        self,
+        make: Callable[[int], Transactions],
+    ) -> None:
+        self._make = make
+        self._owned: dict[int, Transactions] = {}
+
+    def fence(self, partitions: Sequence[int]) -> None:
+        """`init_transactions` with the partition's `transactional.id`: the previous
+        owner's producer is fenced and its open transaction ended."""
+        for partition in partitions:
+            if partition not in self._owned:
+                self._owned[partition] = self._make(partition)
+
+    def write(self, batches: Sequence[Batch]) -> None:
+        """Each partition's batch in its own transaction: partitions are independent,
+        so a batch written for one and aborted for another is still a whole batch each."""
+        aborted: Aborted | None = None
+        for batch in batches:
+            try:
+                self._owned[batch.partition].write([batch])
+            except Aborted as exc:
+                aborted = exc
+        if aborted is not None:
+            raise aborted
+
+    def write_changelog(self, partition: int, writes: Sequence[Written]) -> None:
+        self._owned[partition].write_changelog(partition, writes)
+
+    def release(self, partitions: Sequence[int]) -> None:
+        for partition in partitions:
+            transactions = self._owned.pop(partition, None)
+            if transactions is not None:
+                transactions.close()
+
+    def poll(self) -> None:
+        for transactions in self._owned.values():
+            transactions.poll()
