@@ -153,22 +153,74 @@ def build_parser() -> argparse.ArgumentParser:
 
     billing = commands.add_parser(
         "billing",
-        help="reference billing consumer: windows topic into a SQL table",
-        description="Consume the windows topic into disconnect_windows and per-input totals.",
+        help="reference billing consumer, billing statements per period",
+        description="Without ACTION: consume the windows topic into disconnect_windows, "
+        "per-input totals and per-input rollups of each local day and month in "
+        "BILLING_TIMEZONE (default UTC), all in one database transaction per batch. "
+        "Refuses to start if the rollups are kept in another zone (see rebuild-periods).",
     )
-    billing.add_argument(
-        "--db",
-        default="sqlite:///livewindows.db",
-        metavar="URL",
-        help="sqlite:///relative/path, sqlite:////absolute/path or postgresql://... "
-        "(default sqlite:///livewindows.db)",
+    db_help = (
+        "sqlite:///relative/path, sqlite:////absolute/path or postgresql://... "
+        "(default sqlite:///livewindows.db)"
     )
+    billing.add_argument("--db", default="sqlite:///livewindows.db", metavar="URL", help=db_help)
     billing.add_argument(
         "--group",
         default="livewindows-billing",
         help="consumer group (default livewindows-billing)",
     )
     billing.set_defaults(handler=_entry("livewindows.billing.consumer:billing_command"))
+    billing_commands = billing.add_subparsers(dest="billing_command", metavar="ACTION")
+    report = billing_commands.add_parser(
+        "report",
+        help="a billing statement per input for a day or month (SPEC §7)",
+        description="Print a statement per input for a calendar day or month of a time zone: "
+        "closed windows that overlap it (count), billed milliseconds (each window's overlap "
+        "with the period), the longest overlap, billed milliseconds by close_reason, and the "
+        "opened_at of windows still open (shown, not billed). A window across midnight, a "
+        "month's end or a DST change is split there. In the zone the consumer keeps rollups "
+        "in the report reads them; in any other zone it computes from the window rows. "
+        "Reads the database only; exits 1 if it holds no windows, 2 on a bad argument.",
+    )
+    report.add_argument(
+        "--period",
+        required=True,
+        metavar="P",
+        help="a month (2026-11) or a day (2026-11-30), local to the zone",
+    )
+    report.add_argument(
+        "--tz",
+        metavar="ZONE",
+        help="IANA time zone of the period, e.g. Europe/Berlin (default BILLING_TIMEZONE, "
+        "else UTC)",
+    )
+    report.add_argument(
+        "--input", metavar="PROVIDER:ID", help="only this input, e.g. cloudflare:in1"
+    )
+    report.add_argument(
+        "--format",
+        choices=("table", "csv", "json"),
+        default="table",
+        help="table: for a terminal (default); csv: with a header row, for spreadsheets; "
+        "json: one array of SPEC §7's objects",
+    )
+    # SUPPRESS: `billing --db X report` keeps X; `billing report --db Y` overrides it.
+    report.add_argument("--db", default=argparse.SUPPRESS, metavar="URL", help=db_help)
+    report.set_defaults(handler=_entry("livewindows.billing.report:report_command"))
+    rebuild = billing_commands.add_parser(
+        "rebuild-periods",
+        help="recompute the period rollups from the window rows in another zone",
+        description="Recompute every per-day and per-month rollup from the window rows in "
+        "--tz (default BILLING_TIMEZONE) and record that zone, in one transaction: after "
+        "changing BILLING_TIMEZONE, instead of replaying Kafka. Run the consumer with the "
+        "same BILLING_TIMEZONE afterwards; one still running in the old zone stops at its "
+        "next batch without writing it.",
+    )
+    rebuild.add_argument(
+        "--tz", metavar="ZONE", help="IANA time zone (default BILLING_TIMEZONE, else UTC)"
+    )
+    rebuild.add_argument("--db", default=argparse.SUPPRESS, metavar="URL", help=db_help)
+    rebuild.set_defaults(handler=_entry("livewindows.billing.report:rebuild_command"))
 
     dev = commands.add_parser(
         "dev",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -54,12 +55,28 @@ class Settings(BaseSettings):
     processor_engine: Literal["faust", "kafka"] = "faust"
     # Where a worker serves Prometheus metrics (GET /metrics); unset: it does not.
     processor_metrics_port: int | None = Field(None, ge=1, le=65535)
+    # The IANA zone of billing periods (SPEC §7): the calendar days and months the
+    # billing consumer keeps rollups for, and `billing report`'s default zone.
+    billing_timezone: str = "UTC"
 
     @field_validator("events_topic", "windows_topic", "late_topic", "dlq_topic")
     @classmethod
     def _topic_name(cls, name: str) -> str:
         if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", name) or name in (".", ".."):
             raise ValueError(f"not a valid Kafka topic name: {name!r}")
+        return name
+
+    @field_validator("billing_timezone")
+    @classmethod
+    def _iana_zone(cls, name: str) -> str:
+        # livewindows.billing.periods.load_zone, which this layer cannot import.
+        problem = f"unknown time zone {name!r} (an IANA name such as UTC or Europe/Berlin)"
+        if name in ("localtime", "posixrules"):  # files of the database, not zones
+            raise ValueError(problem)
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError(problem) from None
         return name
 
     @property

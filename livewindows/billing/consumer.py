@@ -1,5 +1,8 @@
 """`livewindows billing`: the windows topic into the billing tables, exactly once in effect.
 
+The tables include the period rollups in `BILLING_TIMEZONE` (`store.py`): a consumer
+refuses to start on a database whose rollups are kept in another zone.
+
 Delivery is at least once and the writes are idempotent, which together make the
 tables exact: a batch is written in one database transaction, and only after it
 committed are the batch's offsets committed to Kafka (synchronously). A crash in
@@ -178,7 +181,7 @@ def billing_command(args: argparse.Namespace, settings: Settings) -> int:
         )
         hold_back_repeated_lines()
     try:
-        store = open_store(args.db)
+        store = open_store(args.db, settings.billing_timezone)
     except ConfigError:
         raise
     except Exception as exc:  # the database: unreachable, refused, not a file ...

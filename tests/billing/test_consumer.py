@@ -15,6 +15,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from livewindows.billing.consumer import BillingConsumer
+from livewindows.billing.periods import rollups
 from livewindows.billing.rows import fold, totals
 from livewindows.billing.store import Applied, SQLiteStore, Store, open_store
 from plumbing.settings import Settings
@@ -83,6 +84,7 @@ def test_consumer_builds_the_tables_and_replays_change_nothing(
         first = run_consumer(kafka_bootstrap, topic, store, group, reports).summary
         assert store.rows() == expected
         assert store.totals() == totals(expected.values())
+        assert store.periods() == rollups(expected.values(), store.zone)
         assert len(expected) == 4 and sum(t.windows_closed for t in store.totals().values()) == 3
         assert (first.records, first.invalid) == (len(WINDOWS) + len(INVALID), len(INVALID))
         skipped = [line for line in reports if line.startswith("billing: skipped ")]
@@ -91,6 +93,7 @@ def test_consumer_builds_the_tables_and_replays_change_nothing(
         assert sum(committed(kafka_bootstrap, group, topic, 3).values()) == first.records
 
         snapshot, totals_before = store.rows_with_updated_at(), store.totals()
+        periods_before = store.periods()
         again = run_consumer(kafka_bootstrap, topic, store, group).summary
         assert again.records == 0  # the group resumes after its committed offsets
         replay = run_consumer(kafka_bootstrap, topic, store, f"replay-{uuid.uuid4().hex}").summary
@@ -98,6 +101,7 @@ def test_consumer_builds_the_tables_and_replays_change_nothing(
         assert (replay.rows_written, replay.windows_closed) == (0, 0)
         assert store.rows_with_updated_at() == snapshot
         assert store.totals() == totals_before
+        assert store.periods() == periods_before
     finally:
         store.close()
 
@@ -204,3 +208,25 @@ def test_cli_with_an_unusable_database_says_so_in_one_line(
     assert done.returncode in (1, 2)
     assert len(done.stderr.splitlines()) == 1 and "Traceback" not in done.stderr
     assert db in done.stderr
+
+
+def test_cli_refuses_rollups_of_another_zone_in_one_line(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'billing.db'}"
+    store = open_store(url)  # rollups in UTC
+    store.apply([closed("e1", 10)], 0)
+    store.close()
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    command = [sys.executable, "-m", "livewindows.cli", "billing", "--db", url]
+    for zone, message in (
+        ("Europe/Berlin", "rollups are kept in UTC, not in BILLING_TIMEZONE=Europe/Berlin"),
+        ("Europe/Berln", "BILLING_TIMEZONE: Value error, unknown time zone 'Europe/Berln'"),
+    ):
+        done = subprocess.run(
+            command,
+            env={**env, "BILLING_TIMEZONE": zone},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2
+        assert len(done.stderr.splitlines()) == 1 and message in done.stderr

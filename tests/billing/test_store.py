@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from livewindows.billing.periods import rollups
 from livewindows.billing.rows import Row, Totals, fold, totals
 from livewindows.billing.store import Applied, Store, open_store, redact_url
 from plumbing.settings import ConfigError
@@ -150,6 +151,7 @@ def test_concurrent_writers_count_each_window_once(make_db_url: Callable[[], str
         assert store.rows() == fold(windows)
         assert store.totals() == totals(fold(windows).values())
         assert sum(t.windows_closed for t in store.totals().values()) == 150
+        assert store.periods() == rollups(fold(windows).values(), store.zone)
     finally:
         store.close()
 
