@@ -49,6 +49,36 @@ def _topic_names(admin: AdminClient, bootstrap: str, timeout_s: float) -> set[st
         raise TopicsError(f"cannot reach Kafka at {bootstrap} within {timeout_s:.0f} s") from None
 
 
+MIN_INSYNC = "min.insync.replicas"
+
+
+def topic_config(replication: int, config: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The settings a topic with `replication` replicas is created with: `config`, plus
+    `min.insync.replicas` by the rule below unless `config` names it.
+
+    Every writer asks for acks=all (the producer's 202, the kafka engine's
+    transactions), which waits for the replicas in sync, however few remain; this
+    setting is how few may remain before writes are refused.
+
+    - 3 or more replicas: 2. An acknowledged record is on two nodes, and a cluster
+      keeps taking writes with one node down.
+    - 2 replicas: 1. With 2, either node down would stop every write to the topic,
+      which makes two nodes less available than one. With 1, a record is on both
+      nodes while both are in sync and on the leader alone only while the other is
+      down or behind; as unclean leader election stays off, losing that leader then
+      makes the partition unavailable until it returns, it does not lose the record
+      (unless its disk is lost). Use three nodes for both availability and a second
+      copy of every acknowledged record.
+    - 1 replica: nothing is set (1, the broker's default, is the only value that works).
+    """
+    settings = dict(config or {})
+    if replication >= 3:
+        settings.setdefault(MIN_INSYNC, "2")
+    elif replication == 2:
+        settings.setdefault(MIN_INSYNC, "1")
+    return settings
+
+
 def ensure_topics(
     bootstrap: str,
     names: Sequence[str],
@@ -58,7 +88,9 @@ def ensure_topics(
     *,
     timeout_s: float = REACH_TIMEOUT_S,
 ) -> dict[str, bool]:
-    """Create the missing topics of `names`; {name: True if created, False if it existed}.
+    """Create the missing topics of `names` with `topic_config(replication, config)`;
+    {name: True if created, False if it existed}. A topic that exists is left as it
+    is (its settings included).
 
     Returns once every topic has a leader for each partition, so a client may
     produce to them at once.
@@ -74,7 +106,7 @@ def ensure_topics(
             name,
             num_partitions=partitions,
             replication_factor=replication,
-            config=dict(config or {}),
+            config=topic_config(replication, config),
         )
         for name, new in created.items()
         if new
