@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Message, Producer
+from confluent_kafka import Consumer, Message, Producer
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AdminClient,
     AlterConfigOpType,
@@ -168,3 +169,37 @@ def test_an_operators_min_insync_replicas_is_kept(three_nodes: str) -> None:
         future.result(10)
     assert ensure_topics(three_nodes, [topic], 1, 3) == {topic: False}
     assert _topic_settings(three_nodes, topic)[MIN_INSYNC][0] == "3"
+
+
+@pytest.mark.kafka
+def test_concurrent_creators_of_one_new_topic_all_see_every_partition(three_nodes: str) -> None:
+    # Workers starting together on a fresh cluster each ensure the same changelog,
+    # then read its partition count at once.
+    topic = f"together-{uuid.uuid4().hex[:8]}"
+    callers = 6
+    start = threading.Barrier(callers)
+    created: list[bool] = []
+    seen: list[int] = []
+    failures: list[BaseException] = []
+
+    def caller() -> None:
+        try:
+            start.wait(10)
+            created.append(ensure_topics(three_nodes, [topic], 6, 3)[topic])
+            consumer = Consumer({"bootstrap.servers": three_nodes, "group.id": "count"})
+            try:
+                metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+                seen.append(len(metadata.partitions))
+            finally:
+                consumer.close()
+        except BaseException as exc:  # reported below, in the test's thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=caller) for _ in range(callers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == []
+    assert sorted(created) == [False] * (callers - 1) + [True]
+    assert seen == [6] * callers
