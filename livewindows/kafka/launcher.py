@@ -36,6 +36,7 @@ from livewindows.kafka.runtime import (
     log_options,
     progress,
 )
+from livewindows.kafka.supervisor import last_line, supervise
 from plumbing.processes import die_with_parent
 from plumbing.settings import Settings
 
@@ -242,7 +243,7 @@ class KafkaCluster:
             for node, code in self.exited():
                 raise LauncherError(
                     f"Kafka node {node} exited with code {code} while starting; "
-                    f"last log line: {_last_line(self.log_path(node))}"
+                    f"last log line: {last_line(self.log_path(node))}"
                 )
             with contextlib.suppress(KafkaException):
                 if len(admin.list_topics(timeout=1).brokers) >= running:
@@ -250,7 +251,7 @@ class KafkaCluster:
             if time.monotonic() > deadline:
                 raise LauncherError(
                     f"Kafka did not answer within {self.ready_timeout_s:.0f} s; "
-                    f"last log line of node 0: {_last_line(self.log_path(0))}"
+                    f"last log line of node 0: {last_line(self.log_path(0))}"
                 )
             time.sleep(0.2)
 
@@ -354,14 +355,6 @@ def _terminate(processes: Sequence[subprocess.Popen[bytes]], timeout_s: float) -
             process.wait()
 
 
-def _last_line(path: Path) -> str:
-    try:
-        lines = path.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return "(no log)"
-    return lines[-1] if lines else "(empty log)"
-
-
 class _Stop(BaseException):
     """Raised in the main thread by SIGTERM/SIGINT to leave the foreground loop."""
 
@@ -396,19 +389,12 @@ def start_command(args: argparse.Namespace, settings: Settings) -> int:
                 started = time.monotonic()
                 bootstrap = cluster.start()
                 print(f"bootstrap={bootstrap}", flush=True)
+                pids = ", ".join(str(cluster.pid(node)) for node in range(brokers))
                 progress(
-                    f"{brokers} node(s) ready in {time.monotonic() - started:.1f} s, "
-                    f"logs in {cluster.data_dir}; Ctrl-C or SIGTERM stops"
+                    f"{brokers} node(s) ready in {time.monotonic() - started:.1f} s "
+                    f"(pids {pids}), logs in {cluster.data_dir}; Ctrl-C or SIGTERM stops"
                 )
-                while not cluster.exited():
-                    time.sleep(0.5)
-                node, code = cluster.exited()[0]
-                print(
-                    f"livewindows: Kafka node {node} exited with code {code}; "
-                    f"last log line: {_last_line(cluster.log_path(node))}",
-                    file=sys.stderr,
-                )
-                return 1
+                return supervise(cluster, report=progress)
             except _Stop:
                 return 0
             finally:
