@@ -63,7 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
         "start",
         help="start Kafka in the foreground until SIGTERM/Ctrl-C",
         description="Start a real Apache Kafka in KRaft mode on loopback, no Docker. "
-        "Prints 'bootstrap=127.0.0.1:PORT' once the cluster answers.",
+        "Prints 'bootstrap=127.0.0.1:PORT' once the cluster answers. With N >= 2 nodes, "
+        "a node that dies is reported in one line and restarted while the others keep "
+        "serving: after 1 s, or twice the previous pause (at most 60 s) when it had run "
+        "less than 30 s. With one node, the launcher exits with code 1 when it dies. "
+        "Ctrl-C or SIGTERM stops every node; <data-dir>/node-<i>/kafka.pid holds a "
+        "running node's pid.",
     )
     start.add_argument("--brokers", type=int, default=1, metavar="N", help="nodes (default 1)")
     start.add_argument(

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from confluent_kafka.admin import AdminClient
 
 REACH_TIMEOUT_S = 10.0
+_POLL_S = 0.1
 # How every livewindows writer maps a record's key to a partition: the Java
 # clients' murmur2, as aiokafka (under Faust) does too. librdkafka's own default,
 # consistent_random, hashes keys differently, so without this the producer, the
@@ -49,6 +50,36 @@ def _topic_names(admin: AdminClient, bootstrap: str, timeout_s: float) -> set[st
         raise TopicsError(f"cannot reach Kafka at {bootstrap} within {timeout_s:.0f} s") from None
 
 
+MIN_INSYNC = "min.insync.replicas"
+
+
+def topic_config(replication: int, config: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The settings a topic with `replication` replicas is created with: `config`, plus
+    `min.insync.replicas` by the rule below unless `config` names it.
+
+    Every writer asks for acks=all (the producer's 202, the kafka engine's
+    transactions), which waits for the replicas in sync, however few remain; this
+    setting is how few may remain before writes are refused.
+
+    - 3 or more replicas: 2. An acknowledged record is on two nodes, and a cluster
+      keeps taking writes with one node down.
+    - 2 replicas: 1. With 2, either node down would stop every write to the topic,
+      which makes two nodes less available than one. With 1, a record is on both
+      nodes while both are in sync and on the leader alone only while the other is
+      down or behind; as unclean leader election stays off, losing that leader then
+      makes the partition unavailable until it returns, it does not lose the record
+      (unless its disk is lost). Use three nodes for both availability and a second
+      copy of every acknowledged record.
+    - 1 replica: nothing is set (1, the broker's default, is the only value that works).
+    """
+    settings = dict(config or {})
+    if replication >= 3:
+        settings.setdefault(MIN_INSYNC, "2")
+    elif replication == 2:
+        settings.setdefault(MIN_INSYNC, "1")
+    return settings
+
+
 def ensure_topics(
     bootstrap: str,
     names: Sequence[str],
@@ -58,42 +89,74 @@ def ensure_topics(
     *,
     timeout_s: float = REACH_TIMEOUT_S,
 ) -> dict[str, bool]:
-    """Create the missing topics of `names`; {name: True if created, False if it existed}.
+    """Create the missing topics of `names` with `topic_config(replication, config)`;
+    {name: True if this call created it, False if it existed}.
 
-    Returns once every topic has a leader for each partition, so a client may
-    produce to them at once.
+    Safe to call from several processes at once for the same new topic (workers
+    starting together): a topic another caller created first counts as existing.
+    Returns only once the metadata shows every topic with all its partitions and a
+    leader for each, so a client may produce to them, or count their partitions, at
+    once; `TopicsError` if that takes longer than `timeout_s`. A topic that exists
+    is left as it is (its settings included).
     """
-    from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+    from confluent_kafka.admin import AdminClient
 
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    deadline = time.monotonic() + timeout_s
     existing = _topic_names(admin, bootstrap, timeout_s)
     created = {name: name not in existing for name in names}
-    wanted = [
-        NewTopic(
-            name,
-            num_partitions=partitions,
-            replication_factor=replication,
-            config=dict(config or {}),
-        )
-        for name, new in created.items()
-        if new
-    ]
+    wanted = [name for name, new in created.items() if new]
     if wanted:
-        futures = admin.create_topics(wanted, request_timeout=timeout_s)
+        settings = topic_config(replication, config)
+        for name in _create(admin, wanted, partitions, replication, settings, deadline):
+            created[name] = False  # a concurrent creator won the race
+    expected = {name: partitions for name, new in created.items() if new}
+    _wait_for_leaders(admin, list(names), expected, timeout_s, deadline)
+    return created
+
+
+def _create(
+    admin: AdminClient,
+    names: list[str],
+    partitions: int,
+    replication: int,
+    settings: dict[str, str],
+    deadline: float,
+) -> list[str]:
+    """Create `names`; the ones that existed already. A retriable error (no
+    controller yet on a fresh cluster, a timeout) is retried until `deadline`."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
+
+    existed: list[str] = []
+    pending = list(names)
+    while pending:
+        remaining_s = max(1.0, deadline - time.monotonic())
+        topics = [
+            NewTopic(
+                name, num_partitions=partitions, replication_factor=replication, config=settings
+            )
+            for name in pending
+        ]
+        futures = admin.create_topics(topics, request_timeout=remaining_s)
+        retry: list[str] = []
         for name, future in futures.items():
             try:
-                future.result(timeout=timeout_s * 3)
+                future.result(timeout=remaining_s * 3)
             except KafkaException as exc:
                 error: KafkaError = exc.args[0]
                 if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
-                    created[name] = False  # a concurrent creator won the race
-                    continue
-                raise TopicsError(f"cannot create topic {name}: {error.str()}") from None
+                    existed.append(name)
+                elif error.retriable() and time.monotonic() < deadline:
+                    retry.append(name)
+                else:
+                    raise TopicsError(f"cannot create topic {name}: {error.str()}") from None
             except Exception as exc:  # a future that timed out
                 raise TopicsError(f"cannot create topic {name}: {exc}") from None
-    _wait_for_leaders(admin, list(names), timeout_s)
-    return created
+        if retry:
+            time.sleep(_POLL_S)
+        pending = retry
+    return existed
 
 
 def adopt_topic_config(
@@ -151,13 +214,24 @@ def adopt_topic_config(
     return wanted
 
 
-def _wait_for_leaders(admin: AdminClient, names: list[str], timeout_s: float) -> None:
+def _wait_for_leaders(
+    admin: AdminClient,
+    names: list[str],
+    expected: Mapping[str, int],
+    timeout_s: float,
+    deadline: float,
+) -> None:
+    """Until the metadata shows each of `names` with its partitions (`expected[name]`
+    of them where known) and a leader for each; `TopicsError` after `deadline`.
+
+    A broker learns of a new topic from the controller's metadata log, a moment
+    after the create is acknowledged: until then it answers with no partitions.
+    """
     from confluent_kafka import KafkaException
 
-    deadline = time.monotonic() + timeout_s
     while True:
         try:
-            topics = admin.list_topics(timeout=timeout_s).topics
+            topics = admin.list_topics(timeout=max(1.0, deadline - time.monotonic())).topics
         except KafkaException:
             topics = {}
         pending = [
@@ -166,13 +240,16 @@ def _wait_for_leaders(admin: AdminClient, names: list[str], timeout_s: float) ->
             if name not in topics
             or topics[name].error is not None
             or not topics[name].partitions
+            or len(topics[name].partitions) < expected.get(name, 0)
             or any(p.leader < 0 for p in topics[name].partitions.values())
         ]
         if not pending:
             return
         if time.monotonic() > deadline:
-            raise TopicsError(f"topics without a leader after {timeout_s:.0f} s: {pending}")
-        time.sleep(0.1)
+            raise TopicsError(
+                f"topics without a leader for every partition after {timeout_s:.0f} s: {pending}"
+            )
+        time.sleep(_POLL_S)
 
 
 def create_command(args: argparse.Namespace, settings: Settings) -> int:

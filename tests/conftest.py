@@ -16,8 +16,9 @@ from collections.abc import Callable, Iterator
 import pytest
 from hypothesis import HealthCheck, settings
 
-from livewindows.kafka.launcher import KafkaCluster, LauncherError, free_ports
+from livewindows.kafka.launcher import KafkaCluster, LauncherError
 from plumbing.topics import ensure_topics
+from tests.localkafka import start_cluster
 
 # Property tests have no per-example deadline: one stall of a busy CI host is not a
 # failure. On top of the profile Hypothesis chose (its "ci" one when CI is set:
@@ -31,7 +32,6 @@ settings.register_profile(
 settings.load_profile("livewindows")
 
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
-_START_ATTEMPTS = 3  # free ports are chosen before Kafka binds them: another process may win
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -82,19 +82,10 @@ def _docker_answers() -> bool:
 
 
 def _local_cluster() -> KafkaCluster:
-    error: LauncherError | None = None
-    for _ in range(_START_ATTEMPTS):
-        port, controller_port = free_ports(2)
-        cluster = KafkaCluster([port], controller_ports=[controller_port])
-        try:
-            cluster.start()
-        except LauncherError as exc:
-            error = exc
-            if "in use" not in str(exc) and "exited" not in str(exc):
-                break
-            continue
-        return cluster
-    pytest.fail(f"no Kafka for the tests: {error} (or set {BOOTSTRAP_ENV})", pytrace=False)
+    try:
+        return start_cluster()
+    except LauncherError as error:
+        pytest.fail(f"no Kafka for the tests: {error} (or set {BOOTSTRAP_ENV})", pytrace=False)
 
 
 @pytest.fixture

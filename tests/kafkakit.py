@@ -15,13 +15,17 @@ from schemas.records import Event
 from schemas.timestamps import format_ms
 
 
-def port_with_controller_port() -> int:
-    """A free port P whose controller port P + 100 (the CLI's default) is free too."""
+def port_with_controller_port(nodes: int = 1) -> int:
+    """A free port P such that the CLI's ports for `nodes` nodes, P ... P + nodes - 1
+    and their controllers' P + 100 ..., are free too."""
     for _ in range(50):
         (port,) = free_ports(1)
-        if port + CONTROLLER_PORT_OFFSET <= 65535 and port_free(port + CONTROLLER_PORT_OFFSET):
+        wanted = [
+            p + offset for p in range(port, port + nodes) for offset in (0, CONTROLLER_PORT_OFFSET)
+        ]
+        if max(wanted) <= 65535 and all(port_free(p) for p in wanted[1:]):
             return port
-    raise AssertionError("no free port pair")
+    raise AssertionError("no free ports for the CLI's cluster")
 
 
 @dataclass(frozen=True)

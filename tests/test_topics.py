@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Message, Producer
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Consumer, Message, Producer
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    ConfigSource,
+    ResourceType,
+)
 
 from livewindows.kafka.launcher import free_ports
 from plumbing import topics
 from plumbing.settings import Settings
-from plumbing.topics import KEY_PARTITIONER, TopicsError, ensure_topics
+from plumbing.topics import KEY_PARTITIONER, MIN_INSYNC, TopicsError, ensure_topics, topic_config
+from tests.localkafka import start_cluster
 
 
 def _settings(bootstrap: str, suffix: str, partitions: int = 3) -> Settings:
@@ -100,3 +109,97 @@ def test_every_writer_puts_a_key_where_faust_would(
     partitions = list(range(6))
     faust_would = DefaultPartitioner()
     assert landed == {key: faust_would(key, partitions, partitions) for key in keys}
+
+
+def test_min_insync_replicas_follows_the_replication_factor() -> None:
+    assert topic_config(1) == {}
+    assert topic_config(2) == {MIN_INSYNC: "1"}
+    assert topic_config(3, {"retention.ms": "1000"}) == {"retention.ms": "1000", MIN_INSYNC: "2"}
+    assert topic_config(5) == {MIN_INSYNC: "2"}
+    assert topic_config(3, {MIN_INSYNC: "3"}) == {MIN_INSYNC: "3"}  # the caller's wins
+
+
+@pytest.fixture(scope="module")
+def three_nodes() -> Iterator[str]:
+    """A 3-node cluster of this module's own (the session broker has one node)."""
+    cluster = start_cluster(3, heap_mb=256)
+    try:
+        yield cluster.bootstrap
+    finally:
+        cluster.stop()
+
+
+def _topic_settings(bootstrap: str, topic: str) -> dict[str, tuple[str | None, int]]:
+    """{name: (value, source)} of a topic's settings, as the broker describes them."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    resource = ConfigResource(ResourceType.TOPIC, topic)
+    entries = admin.describe_configs([resource])[resource].result(10)
+    return {name: (entry.value, entry.source) for name, entry in entries.items()}
+
+
+@pytest.mark.kafka
+def test_topics_create_sets_min_insync_replicas_by_replication_on_three_nodes(
+    three_nodes: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = _settings(three_nodes, uuid.uuid4().hex[:8]).model_copy(
+        update={"topic_replication": 3}
+    )
+    assert topics.create_command(argparse.Namespace(), settings) == 0
+    capsys.readouterr()
+    for name in settings.topics:
+        assert _topic_settings(three_nodes, name)[MIN_INSYNC] == (
+            "2",
+            ConfigSource.DYNAMIC_TOPIC_CONFIG.value,
+        )
+    rf2 = f"rf2-{uuid.uuid4().hex[:8]}"
+    ensure_topics(three_nodes, [rf2], 2, 2, {"cleanup.policy": "compact"})
+    described = _topic_settings(three_nodes, rf2)
+    assert described[MIN_INSYNC][0] == "1"
+    assert described["cleanup.policy"][0] == "compact"
+
+
+@pytest.mark.kafka
+def test_an_operators_min_insync_replicas_is_kept(three_nodes: str) -> None:
+    topic = f"tuned-{uuid.uuid4().hex[:8]}"
+    assert ensure_topics(three_nodes, [topic], 1, 3) == {topic: True}
+    admin = AdminClient({"bootstrap.servers": three_nodes})
+    change = ConfigEntry(MIN_INSYNC, "3", incremental_operation=AlterConfigOpType.SET)
+    resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[change])
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(10)
+    assert ensure_topics(three_nodes, [topic], 1, 3) == {topic: False}
+    assert _topic_settings(three_nodes, topic)[MIN_INSYNC][0] == "3"
+
+
+@pytest.mark.kafka
+def test_concurrent_creators_of_one_new_topic_all_see_every_partition(three_nodes: str) -> None:
+    # Workers starting together on a fresh cluster each ensure the same changelog,
+    # then read its partition count at once.
+    topic = f"together-{uuid.uuid4().hex[:8]}"
+    callers = 6
+    start = threading.Barrier(callers)
+    created: list[bool] = []
+    seen: list[int] = []
+    failures: list[BaseException] = []
+
+    def caller() -> None:
+        try:
+            start.wait(10)
+            created.append(ensure_topics(three_nodes, [topic], 6, 3)[topic])
+            consumer = Consumer({"bootstrap.servers": three_nodes, "group.id": "count"})
+            try:
+                metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+                seen.append(len(metadata.partitions))
+            finally:
+                consumer.close()
+        except BaseException as exc:  # reported below, in the test's thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=caller) for _ in range(callers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == []
+    assert sorted(created) == [False] * (callers - 1) + [True]
+    assert seen == [6] * callers

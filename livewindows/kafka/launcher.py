@@ -5,7 +5,9 @@ jars and Java come from `livewindows.kafka.runtime`.
 
 Invariants: every JVM this module starts dies with the process that started it
 (`PR_SET_PDEATHSIG`, even on SIGKILL), and `KafkaCluster.stop` leaves no JVM
-behind (SIGTERM, then SIGKILL after `stop_timeout_s`).
+behind (SIGTERM, then SIGKILL after `stop_timeout_s`). While a node runs, its
+JVM's pid is in `<node dir>/kafka.pid` (for other processes: tests, an operator
+who wants to kill one node).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from livewindows.kafka.runtime import (
     log_options,
     progress,
 )
+from livewindows.kafka.supervisor import last_line, supervise
 from plumbing.processes import die_with_parent
 from plumbing.settings import Settings
 
@@ -136,6 +139,9 @@ class KafkaCluster:
     def log_path(self, node: int) -> Path:
         return self.node_dir(node) / "kafka.log"
 
+    def pid_path(self, node: int) -> Path:
+        return self.node_dir(node) / "kafka.pid"
+
     def __enter__(self) -> KafkaCluster:
         self.start()
         return self
@@ -179,7 +185,7 @@ class KafkaCluster:
             "-cp", f"{self._lib}/*", "kafka.Kafka", str(self.node_dir(node) / "server.properties"),
         ]  # fmt: skip
         with open(self.log_path(node), "ab") as log:
-            self._processes[node] = subprocess.Popen(
+            process = subprocess.Popen(
                 command,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -188,6 +194,8 @@ class KafkaCluster:
                 start_new_session=True,  # our signals, not the terminal's, stop the nodes
                 preexec_fn=die_with_parent,
             )
+        self._processes[node] = process
+        self.pid_path(node).write_text(f"{process.pid}\n")
         if wait:
             self.wait_ready()
 
@@ -200,12 +208,20 @@ class KafkaCluster:
     def stop(self) -> None:
         """Stop every node; remove the data unless a data dir was given. Idempotent."""
         _terminate([p for p in self._processes if p is not None], self.stop_timeout_s)
+        if self._data_dir is not None:
+            for node in range(self.brokers):
+                self.pid_path(node).unlink(missing_ok=True)
         if not self._keep_data and self._data_dir is not None:
             shutil.rmtree(self._data_dir, ignore_errors=True)
             self._data_dir = None
 
     def pids(self) -> list[int]:
         return [p.pid for p in self._processes if p is not None and p.poll() is None]
+
+    def pid(self, node: int) -> int | None:
+        """The pid of node `node`'s JVM while it runs, else None."""
+        process = self._processes[node]
+        return process.pid if process is not None and process.poll() is None else None
 
     def exited(self) -> list[tuple[int, int]]:
         """(node, exit code) of every node that was started and has exited."""
@@ -227,7 +243,7 @@ class KafkaCluster:
             for node, code in self.exited():
                 raise LauncherError(
                     f"Kafka node {node} exited with code {code} while starting; "
-                    f"last log line: {_last_line(self.log_path(node))}"
+                    f"last log line: {last_line(self.log_path(node))}"
                 )
             with contextlib.suppress(KafkaException):
                 if len(admin.list_topics(timeout=1).brokers) >= running:
@@ -235,7 +251,7 @@ class KafkaCluster:
             if time.monotonic() > deadline:
                 raise LauncherError(
                     f"Kafka did not answer within {self.ready_timeout_s:.0f} s; "
-                    f"last log line of node 0: {_last_line(self.log_path(0))}"
+                    f"last log line of node 0: {last_line(self.log_path(0))}"
                 )
             time.sleep(0.2)
 
@@ -271,6 +287,11 @@ class KafkaCluster:
             "share.coordinator.state.topic.replication.factor": str(min(n, 3)),
             "share.coordinator.state.topic.min.isr": str(min(n, 2)),
             "group.initial.rebalance.delay.ms": "0",
+            # A node that died is fenced, and its partitions get new leaders, after
+            # this long without a heartbeat (Kafka's 9 s default is made for
+            # networks; loopback answers at once): writes resume within ~5 s.
+            "broker.session.timeout.ms": "4000",
+            "broker.heartbeat.interval.ms": "1000",
             "auto.create.topics.enable": "true",
             **self.config,
         }
@@ -334,14 +355,6 @@ def _terminate(processes: Sequence[subprocess.Popen[bytes]], timeout_s: float) -
             process.wait()
 
 
-def _last_line(path: Path) -> str:
-    try:
-        lines = path.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return "(no log)"
-    return lines[-1] if lines else "(empty log)"
-
-
 class _Stop(BaseException):
     """Raised in the main thread by SIGTERM/SIGINT to leave the foreground loop."""
 
@@ -376,19 +389,12 @@ def start_command(args: argparse.Namespace, settings: Settings) -> int:
                 started = time.monotonic()
                 bootstrap = cluster.start()
                 print(f"bootstrap={bootstrap}", flush=True)
+                pids = ", ".join(str(cluster.pid(node)) for node in range(brokers))
                 progress(
-                    f"{brokers} node(s) ready in {time.monotonic() - started:.1f} s, "
-                    f"logs in {cluster.data_dir}; Ctrl-C or SIGTERM stops"
+                    f"{brokers} node(s) ready in {time.monotonic() - started:.1f} s "
+                    f"(pids {pids}), logs in {cluster.data_dir}; Ctrl-C or SIGTERM stops"
                 )
-                while not cluster.exited():
-                    time.sleep(0.5)
-                node, code = cluster.exited()[0]
-                print(
-                    f"livewindows: Kafka node {node} exited with code {code}; "
-                    f"last log line: {_last_line(cluster.log_path(node))}",
-                    file=sys.stderr,
-                )
-                return 1
+                return supervise(cluster, report=progress)
             except _Stop:
                 return 0
             finally:
