@@ -55,6 +55,15 @@ class Settings(BaseSettings):
     # Where a worker serves Prometheus metrics (GET /metrics); unset: it does not.
     processor_metrics_port: int | None = Field(None, ge=1, le=65535)
 
+    # Lines on stderr: text for people, json (one object per line) for a log
+    # pipeline; the JSON keys are listed in plumbing/logs.py.
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @field_validator("events_topic", "windows_topic", "late_topic", "dlq_topic")
     @classmethod
     def _topic_name(cls, name: str) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from plumbing.logs import Fields
 from plumbing.settings import Settings
 from producer import auth
 from producer.metrics import CONTENT_TYPE, Metrics
@@ -268,7 +269,7 @@ async def _observe(request: web.Request, handler: _Handler) -> web.StreamRespons
             "provider": provider,
             **fields,
         }
-        log.log(level, "%s", orjson.dumps(line).decode())
+        log.log(level, Fields("request", line))
     return response
 
 
