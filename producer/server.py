@@ -23,6 +23,7 @@ from aiohttp import web
 
 from plumbing.logs import configure_logging
 from plumbing.settings import ConfigError, Settings
+from plumbing.tracing import configure_tracing
 from producer import auth
 from producer.app import create_app
 from producer.publisher import probe
@@ -69,7 +70,7 @@ def serve_command(args: argparse.Namespace, settings: Settings) -> int:
         return _supervise(args, settings)
     configure_logging(settings, service="producer", level=logging.INFO)
     host, port = args.host, args.port
-    app = create_app(settings)
+    app = create_app(settings, tracer_provider=configure_tracing("livewindows-producer"))
     app.on_startup.append(_stop_once)
     # What start-up made (modules, app, settings) lives as long as the process:
     # out of the collector's sight, full collections skip it. At saturation they
