@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
+from plumbing.logs import LOG_FORMAT_ENV
 from plumbing.settings import ConfigError, Settings, load_settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -255,6 +257,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(
             env_file=args.env_file, kafka_bootstrap_servers=args.kafka_bootstrap_servers
         )
+        # The worker's and replay's logging setups are given no settings, and
+        # replay's jobs are processes of their own: the format reaches them here,
+        # an --env-file's included.
+        os.environ[LOG_FORMAT_ENV] = settings.log_format
         return int(args.handler(args, settings))
     except ConfigError as exc:
         print(f"livewindows: {exc}", file=sys.stderr)

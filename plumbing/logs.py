@@ -1,4 +1,15 @@
-"""A log filter that lets a repeated library line through once per interval.
+"""Logging for every command: one setup, text or JSON lines, repeated lines held back.
+
+`configure_logging` is the one setup of `serve`, `worker`, `replay` and
+`billing`: a handler on stderr in the format `LOG_FORMAT` names, with the
+`RepeatedLines` filter. `text` (the default) is one human line per record;
+`json` is one JSON object per line for a log pipeline, with these keys:
+
+- `time` (RFC 3339, UTC), `level`, `logger`, `service` (`producer`, `worker`,
+  `replay` or `billing`), `message`; `exc_info` when there is a traceback;
+- the fields a log call passes with `extra=`. About one record they are named
+  `event_id`, `input_id`, `partition` and `offset` (`record_fields` builds them);
+  a `Fields` message (the producer's request line) puts its keys at the top level.
 
 While Kafka is down, aiokafka logs the same two ERROR lines thousands of times a
 second (89 MB in one minute, measured here): enough to fill a disk or a log
@@ -11,11 +22,32 @@ already rate-bound, and tests and operators read them one by one.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, Protocol, TextIO
 
-__all__ = ["RepeatedLines", "hold_back_repeated_lines"]
+import orjson
+from pythonjsonlogger.orjson import OrjsonFormatter
+
+__all__ = [
+    "LOG_FORMAT_ENV",
+    "Fields",
+    "LogFormat",
+    "RepeatedLines",
+    "configure_logging",
+    "hold_back_repeated_lines",
+    "log_handler",
+    "record_fields",
+]
+
+LogFormat = Literal["text", "json"]
+# Where a command that is given no settings (the worker's and replay's setup,
+# replay's spawned jobs) finds the format; the command line sets it.
+LOG_FORMAT_ENV = "LOG_FORMAT"
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 _OWN = "livewindows"
 _OWN_LIBRARY_SUFFIX = ".librdkafka"  # librdkafka's lines, logged under livewindows' names
@@ -63,3 +95,99 @@ def hold_back_repeated_lines() -> None:
     """Put a `RepeatedLines` filter on each handler of the root logger."""
     for handler in logging.getLogger().handlers:
         handler.addFilter(RepeatedLines())
+
+
+class _HasLogFormat(Protocol):
+    @property
+    def log_format(self) -> LogFormat: ...
+
+
+class Fields(dict[str, Any]):
+    """A log message made of named fields, e.g. `log.warning(Fields("request", line))`.
+
+    In a text log it reads as one JSON object (what `str` gives); in a JSON log
+    its keys stand at the top level of the line and `message` is its name.
+    """
+
+    def __init__(self, message: str, fields: Mapping[str, Any]) -> None:
+        super().__init__(fields)
+        self.message = message
+
+    def __str__(self) -> str:
+        return orjson.dumps(self, default=str).decode()
+
+
+def record_fields(
+    *,
+    event_id: str | None = None,
+    input_id: str | None = None,
+    partition: int | None = None,
+    offset: int | None = None,
+) -> dict[str, Any]:
+    """`extra=` for a log line about one record, under the documented names; None left out."""
+    given = {"event_id": event_id, "input_id": input_id, "partition": partition, "offset": offset}
+    return {name: value for name, value in given.items() if value is not None}
+
+
+class _JsonFormatter(OrjsonFormatter):
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        super().add_fields(log_data, record, message_dict)
+        if isinstance(record.msg, Fields):  # the library gives a dict message no text
+            log_data["message"] = record.msg.message
+
+
+def log_handler(
+    log_format: LogFormat, *, service: str, stream: TextIO | None = None
+) -> logging.Handler:
+    """A handler writing `log_format` lines to `stream` (stderr), repeats held back."""
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(
+            _JsonFormatter(
+                ("levelname", "name", "message"),
+                rename_fields={"levelname": "level", "name": "logger"},
+                static_fields={"service": service},
+                timestamp="time",
+            )
+        )
+    else:
+        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+    # While Kafka is down librdkafka reports each reconnect attempt, twice (its
+    # log line and the error callback): a repeat shows once per 10 s, counted.
+    handler.addFilter(RepeatedLines())
+    return handler
+
+
+def configure_logging(
+    settings_or_format: _HasLogFormat | LogFormat | None = None,
+    *,
+    service: str,
+    level: int = logging.WARNING,
+    own_level: int | None = None,
+) -> None:
+    """Log to stderr in the configured format: `level` and up, livewindows' own
+    loggers from `own_level` if given.
+
+    The format is `settings_or_format`'s, else `LOG_FORMAT` in the environment,
+    else text. Where the root logger already has a handler (a test runner, an
+    embedding program), its handlers are left as they are.
+    """
+    if settings_or_format is None:
+        log_format = _format_from_environment()
+    elif isinstance(settings_or_format, str):
+        log_format = settings_or_format
+    else:
+        log_format = settings_or_format.log_format
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(log_handler(log_format, service=service))
+        root.setLevel(level)
+    if own_level is not None:
+        logging.getLogger(_OWN).setLevel(own_level)
+
+
+def _format_from_environment() -> LogFormat:
+    # Settings refuse any other value at start-up; here it falls back to text.
+    return "json" if os.environ.get(LOG_FORMAT_ENV, "").strip().lower() == "json" else "text"

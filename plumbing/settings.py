@@ -59,6 +59,15 @@ class Settings(BaseSettings):
     # billing consumer keeps rollups for, and `billing report`'s default zone.
     billing_timezone: str = "UTC"
 
+    # Lines on stderr: text for people, json (one object per line) for a log
+    # pipeline; the JSON keys are listed in plumbing/logs.py.
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @field_validator("events_topic", "windows_topic", "late_topic", "dlq_topic")
     @classmethod
     def _topic_name(cls, name: str) -> str:

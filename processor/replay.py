@@ -29,7 +29,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from plumbing.settings import ConfigError, Settings
-from plumbing.topics import TopicsError, reach
+from plumbing.topics import TopicsError, reach, topic_config
 from processor.replay_jobs import run_jobs
 from processor.replay_loop import (
     Progress,
@@ -217,7 +217,12 @@ def _ensure_output_topic(bootstrap: str, topic: str, settings: Settings) -> list
     metadata = admin.list_topics(timeout=_METADATA_TIMEOUT_S)
     if topic in metadata.topics:
         return sorted(metadata.topics[topic].partitions)
-    new = NewTopic(topic, settings.topic_partitions, settings.topic_replication)
+    new = NewTopic(
+        topic,
+        settings.topic_partitions,
+        settings.topic_replication,
+        config=topic_config(settings.topic_replication),
+    )
     try:
         admin.create_topics([new])[topic].result(_METADATA_TIMEOUT_S)
     except KafkaException as exc:

@@ -26,7 +26,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from plumbing.logs import hold_back_repeated_lines
+from plumbing import logs
 from plumbing.topics import KEY_PARTITIONER
 from processor.counts import Counts
 from processor.runner import Fetched, PartitionRunner
@@ -117,11 +117,7 @@ _LIBRARY_LOG = logging.getLogger("livewindows.replay.librdkafka")
 
 def configure_logging() -> None:
     """Warnings on stderr, a repeated library line once per 10 s (command and jobs)."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-        )
-        hold_back_repeated_lines()
+    logs.configure_logging(service="replay")
 
 
 Report = Callable[[ReplaySummary, Consumer, dict[int, int]], None]

@@ -21,7 +21,7 @@ import faust
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from plumbing.logs import hold_back_repeated_lines
+from plumbing.logs import configure_logging
 from plumbing.processes import exit_now
 from plumbing.settings import ConfigError, Settings
 from plumbing.topics import adopt_topic_config
@@ -214,13 +214,7 @@ def events_partitions(admin: AdminClient, settings: Settings) -> int:
 def _configure_logging() -> None:
     """Warnings from the libraries (a repeated one once per 10 s), INFO from livewindows:
     the lines an operator reads."""
-    logging.basicConfig(
-        level=logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    hold_back_repeated_lines()
-    logging.getLogger("livewindows").setLevel(logging.INFO)
+    configure_logging(service="worker", level=logging.WARNING, own_level=logging.INFO)
 
 
 def _silent(name: str) -> logging.Logger:

@@ -14,11 +14,12 @@ import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
 
+from plumbing.logs import Fields
 from plumbing.settings import Settings
 from producer import auth
 from producer.metrics import CONTENT_TYPE, Metrics
@@ -26,7 +27,11 @@ from producer.normalize import InvalidPayload, NotJSON, parse_json, to_event
 from producer.openapi import openapi_document
 from producer.publisher import KafkaPublisher, Publisher, PublishTimeout
 from producer.redact import redact
+from producer.tracing import TracedPublisher, server_middleware
 from schemas.records import Provider
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 __all__ = ["CREDENTIALS", "METRICS", "PUBLISHER", "Rejected", "create_app"]
 
@@ -64,14 +69,27 @@ class Rejected(Exception):
 
 
 def create_app(
-    settings: Settings, publisher: Publisher | None = None, *, clock_ms: ClockMs | None = None
+    settings: Settings,
+    publisher: Publisher | None = None,
+    *,
+    clock_ms: ClockMs | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> web.Application:
-    """The producer app; the publisher is started and closed with the app."""
+    """The producer app; the publisher is started and closed with the app.
+
+    With a `tracer_provider` (`plumbing.tracing.configure_tracing`'s), each request
+    gets a server span and each record a producer span and a `traceparent` header.
+    """
+    middlewares: list[Any] = [_observe]
+    if tracer_provider is not None:
+        traced = server_middleware(tracer_provider)
+        if traced is not None:
+            middlewares.insert(0, traced)
     app = web.Application(
         # A guard for any code path that reads the whole body at once;
         # webhook bodies are read in chunks and cut at MAX_BODY_BYTES below.
         client_max_size=settings.max_body_bytes,
-        middlewares=[_observe],
+        middlewares=middlewares,
     )
     app[_SETTINGS] = settings
     app[CREDENTIALS] = auth.Credentials.from_settings(settings)
@@ -79,6 +97,8 @@ def create_app(
         publisher = KafkaPublisher(
             settings.kafka_bootstrap_servers, settings.events_topic, settings.publish_timeout_ms
         )
+    if tracer_provider is not None:
+        publisher = TracedPublisher(publisher, tracer_provider, settings.events_topic)
     app[PUBLISHER] = publisher
     app[METRICS] = Metrics()
     app[_CLOCK] = clock_ms or _wall_clock_ms
@@ -268,7 +288,7 @@ async def _observe(request: web.Request, handler: _Handler) -> web.StreamRespons
             "provider": provider,
             **fields,
         }
-        log.log(level, "%s", orjson.dumps(line).decode())
+        log.log(level, Fields("request", line))
     return response
 
 

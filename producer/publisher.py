@@ -30,6 +30,7 @@ from plumbing.topics import KEY_PARTITIONER
 from schemas.records import Event
 
 __all__ = [
+    "Headers",
     "KafkaPublisher",
     "PublishTimeout",
     "Publisher",
@@ -49,6 +50,8 @@ BUSY_POLL_S = 0.001
 IDLE_POLL_S = 0.05
 
 _Report = tuple[asyncio.Future[None], KafkaError | None]
+# A record's headers, as confluent-kafka takes them.
+Headers = list[tuple[str, str | bytes | None]]
 
 
 class PublishTimeout(Exception):
@@ -60,7 +63,9 @@ class Publisher(Protocol):
 
     async def start(self) -> None: ...
     async def close(self) -> None: ...
-    async def publish(self, event: Event) -> None: ...
+    async def publish(self, event: Event, headers: Headers | None = None) -> None:
+        """Returns once the broker acknowledged the record (with `headers`)."""
+
     async def ready(self) -> bool: ...
     @property
     def fatal_error(self) -> str | None:
@@ -163,7 +168,7 @@ class KafkaPublisher:
             if left:
                 log.warning("%d record(s) not delivered at shutdown", left)
 
-    async def publish(self, event: Event) -> None:
+    async def publish(self, event: Event, headers: Headers | None = None) -> None:
         """Returns once the broker acknowledged the record; raises `PublishTimeout`."""
         producer, loop = self._producer, self._loop
         if producer is None or loop is None:
@@ -178,7 +183,13 @@ class KafkaPublisher:
             append((delivered, error))
 
         try:
-            producer.produce(self._topic, value=value, key=key, on_delivery=on_delivery)
+            producer.produce(
+                self._topic,
+                value=value,
+                key=key,
+                headers=headers,
+                on_delivery=on_delivery,
+            )
         except (BufferError, KafkaException) as exc:
             raise PublishTimeout(f"not enqueued: {exc}") from None
         self._in_flight.append((loop.time() + self._timeout_s, delivered))

@@ -21,8 +21,9 @@ from typing import Any
 
 from aiohttp import web
 
-from plumbing.logs import hold_back_repeated_lines
+from plumbing.logs import configure_logging
 from plumbing.settings import ConfigError, Settings
+from plumbing.tracing import configure_tracing
 from producer import auth
 from producer.app import create_app
 from producer.publisher import probe
@@ -67,15 +68,9 @@ def serve_command(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     if args.workers > 1:
         return _supervise(args, settings)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-        )
-        # While Kafka is down librdkafka reports each reconnect attempt, twice (its
-        # log line and the error callback): a repeat shows once per 10 s, counted.
-        hold_back_repeated_lines()
+    configure_logging(settings, service="producer", level=logging.INFO)
     host, port = args.host, args.port
-    app = create_app(settings)
+    app = create_app(settings, tracer_provider=configure_tracing("livewindows-producer"))
     app.on_startup.append(_stop_once)
     # What start-up made (modules, app, settings) lives as long as the process:
     # out of the collector's sight, full collections skip it. At saturation they

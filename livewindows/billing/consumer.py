@@ -26,7 +26,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from livewindows.billing.codec import InvalidWindow, decode_window
 from livewindows.billing.store import Store, open_store, redact_url
-from plumbing.logs import hold_back_repeated_lines
+from plumbing.logs import configure_logging
 from plumbing.settings import ConfigError, Settings
 from plumbing.topics import TopicsError, reach
 from schemas.records import Window
@@ -175,11 +175,7 @@ def billing_command(args: argparse.Namespace, settings: Settings) -> int:
     group_id = DEFAULT_GROUP if getattr(args, "group", None) is None else args.group
     if not group_id:
         raise ConfigError("--group must not be empty")
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-        )
-        hold_back_repeated_lines()
+    configure_logging(settings, service="billing")
     try:
         store = open_store(args.db, settings.billing_timezone)
     except ConfigError:
