@@ -8,9 +8,11 @@ import os
 import signal
 import sys
 
-__all__ = ["die_with_parent", "exit_now"]
+__all__ = ["FATAL_EXIT_CODE", "die_with_parent", "exit_now"]
 
 _PR_SET_PDEATHSIG = 1
+# An unexpected error: the process stops at once, as after a crash (EX_SOFTWARE).
+FATAL_EXIT_CODE = 70
 
 
 def die_with_parent() -> None:

@@ -38,30 +38,40 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import signal
+import sys
+import threading
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
 import faust
 from confluent_kafka import Consumer
+from confluent_kafka.admin import AdminClient
 from faust.types import TP, AppT, EventT, StreamT
 from mode.supervisors import CrashingSupervisor
 
-from plumbing.processes import exit_now
+from plumbing.processes import FATAL_EXIT_CODE, exit_now
 from plumbing.settings import Settings
-from processor.changelog import changelog_topic
-from processor.counts import CountsLog
+from processor.counts import LOG_EVERY_S, CountsLog
 from processor.datadir import open_data_dir
+from processor.group import GroupHeldByOtherEngine, held_by, held_by_other_engine
 from processor.restore import ChangelogConsumer, EventsWatermarks
 from processor.runner import Fetched
 from processor.runtime import Runtime
 from processor.ticks import Ticker
-from processor.transactions import PartitionWriter, Transactions, producer_config
+from processor.transactions import (
+    LIBRARY_LOG,
+    PartitionWriter,
+    Transactions,
+    destinations,
+    producer_config,
+)
 from processor.windows import Config
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "run_faust"]
 
 log = logging.getLogger("livewindows.worker")
 
@@ -70,8 +80,12 @@ log = logging.getLogger("livewindows.worker")
 # latency and the work an abort repeats.
 BATCH_RECORDS = 2000
 BATCH_WITHIN_S = 0.05
-_STATS_INTERVAL_S = 30.0
 _SEEK_BACK_EVERY_S = 1.0
+# How long the Faust engine may take to stop after SIGTERM (Kubernetes' default
+# grace period is 30 s, after which it kills).
+SHUTDOWN_DEADLINE_S = 20.0
+# Seconds between looks at the group while a Faust worker waits for its first assignment.
+_JOIN_RECHECK_S = 5.0
 
 
 def create_app(settings: Settings, data_dir: Path, *, partitions: int) -> tuple[faust.App, Runtime]:
@@ -134,7 +148,7 @@ def create_app(settings: Settings, data_dir: Path, *, partitions: int) -> tuple[
     async def log_counts() -> None:
         counts_log.now(engine.runtime.counts)
 
-    app.timer(_STATS_INTERVAL_S, name="counts")(log_counts)
+    app.timer(LOG_EVERY_S, name="counts")(log_counts)
 
     # Signal receivers: (sender, *args, signal=..., **kwargs).
     async def on_revoked(sender: AppT, *args: Any, **_: Any) -> None:
@@ -150,6 +164,88 @@ def create_app(settings: Settings, data_dir: Path, *, partitions: int) -> tuple[
     return app, engine.runtime
 
 
+def run_faust(app: faust.App, admin: AdminClient, group_id: str, patience: float) -> int:
+    """Run the Faust worker until it stops; its exit code."""
+    _guard_join(app, admin, group_id, patience)
+    worker = _FaustWorker(app, quiet=True, override_logging=False, redirect_stdouts=False)
+    worker.spinner = None  # a terminal progress spinner: noise in a service's output
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    return 0
+
+
+class _FaustWorker(faust.Worker):
+    """Faust's worker, with a deadline on stopping.
+
+    On SIGTERM Faust commits and flushes before it exits, and waits for Kafka to
+    answer however long an outage lasts: the process would only end with SIGKILL.
+    Past the deadline it exits as after a crash, which the Faust engine is built
+    for: the batch in progress was not written, and runs again on restart (its
+    records again, byte-identical). While stopping during an outage, aiokafka's
+    consumer thread can end on the CancelledError of its own fetch back-off, which
+    Python would print as a traceback: that is one warning line instead.
+    """
+
+    def _schedule_shutdown(self, signal: signal.Signals) -> None:
+        if not self._signal_stop_time:
+            timer = threading.Timer(SHUTDOWN_DEADLINE_S, _give_up_stopping)
+            timer.daemon = True
+            timer.start()
+            threading.excepthook = _cancelled_threads_quiet
+        super()._schedule_shutdown(signal)
+
+
+def _give_up_stopping() -> None:
+    log.warning(
+        "not stopped within %.0f s (is Kafka down?): exiting now; the batch in progress "
+        "was not stored and runs again on restart",
+        SHUTDOWN_DEADLINE_S,
+    )
+    exit_now(0)
+
+
+def _cancelled_threads_quiet(args: threading.ExceptHookArgs) -> None:
+    if isinstance(args.exc_value, asyncio.CancelledError):
+        name = args.thread.name if args.thread is not None else "a thread"
+        log.warning("%s was cancelled while stopping", name)
+        return
+    threading.__excepthook__(args)
+
+
+def _guard_join(app: faust.App, admin: AdminClient, group_id: str, patience: float) -> None:
+    """Stop a Faust worker that the other engine beat to the group.
+
+    The check before start cannot see a kafka-engine worker that starts in the same
+    second; if that one joins first, aiokafka logs a fatal
+    InconsistentGroupProtocolError and the Faust worker then waits forever,
+    assigned nothing. So until its first assignment a thread looks at the group
+    after `patience` and every few seconds after that, and exits 2 with the line
+    of the check before start once the group is held by the kafka engine. A slow
+    first join (Kafka busy, a large group) is no reason to stop.
+    """
+    assigned = threading.Event()
+
+    async def on_assigned(_sender: Any, *_args: Any, **_kwargs: Any) -> None:
+        assigned.set()
+
+    # mode types receivers with NamedArg, which no function definition satisfies.
+    app.on_partitions_assigned.connect(cast(Any, on_assigned))
+
+    def watch() -> None:
+        wait_s = patience
+        while not assigned.wait(wait_s):
+            held = held_by(admin, group_id)
+            if not assigned.is_set() and held_by_other_engine("faust", held):
+                problem = GroupHeldByOtherEngine(group_id, "faust", held)
+                print(f"livewindows: not assigned any partition: {problem}", file=sys.stderr)
+                exit_now(2)
+            wait_s = _JOIN_RECHECK_S
+
+    threading.Thread(target=watch, name="livewindows-join-guard", daemon=True).start()
+
+
 class _FaustEngine:
     """Faust's events, grouped by partition, into the runtime; seeks where it says."""
 
@@ -157,18 +253,13 @@ class _FaustEngine:
         self._app = app
         self._events = settings.events_topic
         bootstrap = settings.kafka_bootstrap_servers
-        library = logging.getLogger("livewindows.worker.librdkafka")
-        topics = {
-            "windows": settings.windows_topic,
-            "late": settings.late_topic,
-            "dlq": settings.dlq_topic,
-            "changelog": changelog_topic(settings.processor_app_id),
-        }
+        library = LIBRARY_LOG
+        topics = destinations(settings)
         app_id = settings.processor_app_id
 
         def transactions(partition: int) -> Transactions:
             txn_id = f"{app_id}-faust-{partition}"
-            return Transactions(producer_config(bootstrap, txn_id, library), topics, _never)
+            return Transactions(producer_config(bootstrap, txn_id), topics, _never)
 
         offsets = Consumer(
             {"bootstrap.servers": bootstrap, "group.id": f"{app_id}-offsets", "logger": library}
@@ -205,7 +296,11 @@ class _FaustEngine:
             gaps: dict[int, int] = {}
             for partition, records in fetched.items():
                 taken, gap = _contiguous(records, runtime.parts[partition].next_offset)
-                if not taken and gap is not None and await self._deleted(partition, gap):
+                if (
+                    not taken
+                    and gap is not None
+                    and await asyncio.to_thread(runtime.skip_deleted, partition, gap)
+                ):
                     taken, gap = _contiguous(records, runtime.parts[partition].next_offset)
                 runnable[partition] = taken
                 if gap is not None:
@@ -220,26 +315,9 @@ class _FaustEngine:
             for partition, offset in gaps.items():
                 await self._seek_back(partition, offset)
 
-    async def revoke(self, partitions: Any) -> None:
+    async def revoke(self, partitions: Iterable[int]) -> None:
         async with self._lock:
             self.runtime.revoke(list(partitions))
-
-    async def _deleted(self, partition: int, offset: int) -> bool:
-        """Whether the records from the position to `offset` were deleted (retention):
-        then the partition goes on from `offset`, loudly; Kafka will never fill the gap."""
-        part = self.runtime.parts[partition]
-        earliest = await asyncio.to_thread(self.runtime.earliest, partition)
-        if earliest <= part.next_offset:
-            return False
-        log.error(
-            "partition %d: records %d to %d were deleted (retention) before they were "
-            "processed; windows they would have changed are missing",
-            partition,
-            part.next_offset,
-            earliest - 1,
-        )
-        part.next_offset = min(earliest, offset)
-        return True
 
     async def _seek_back(self, partition: int, offset: int) -> None:
         """Faust delivered `offset` past the position: fetch the partition from its position."""
@@ -286,4 +364,4 @@ def _receiver(fun: Callable[..., Awaitable[None]]) -> Any:
 def _die(exc: BaseException) -> None:
     """Stop the process now, committing nothing more: the SIGKILL case, on purpose."""
     log.critical("fatal error, stopping at once: %r", exc, exc_info=exc)
-    exit_now(70)  # FATAL_EXIT_CODE of processor.worker: EX_SOFTWARE
+    exit_now(FATAL_EXIT_CODE)

@@ -8,10 +8,10 @@ from dataclasses import dataclass, fields
 
 from processor.windows import LateEvent, Output, WindowRecord
 
-__all__ = ["Counts", "CountsLog"]
+__all__ = ["LOG_EVERY_S", "Counts", "CountsLog"]
 
 log = logging.getLogger("livewindows.worker")
-_EVERY_S = 30.0
+LOG_EVERY_S = 30.0  # how often a worker logs its counts (if they changed)
 
 
 @dataclass(slots=True)
@@ -70,7 +70,7 @@ class CountsLog:
             self.now(counts)
 
     def now(self, counts: Counts) -> None:
-        self._next = time.monotonic() + _EVERY_S
+        self._next = time.monotonic() + LOG_EVERY_S
         summary = counts.summary()
         if summary != self._last:
             log.info("%s", summary)

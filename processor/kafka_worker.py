@@ -25,14 +25,20 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from confluent_kafka.admin import AdminClient
 
 from plumbing.settings import Settings
-from processor.changelog import changelog_topic
 from processor.counts import Counts, CountsLog
 from processor.group import FAUST_ASSIGNOR, GroupHeldByOtherEngine, held_by, patience_s
 from processor.restore import ChangelogConsumer, EventsWatermarks
 from processor.runner import Fetched
 from processor.runtime import Runtime
 from processor.ticks import Ticker
-from processor.transactions import GroupWriter, StopUncommitted, Transactions, producer_config
+from processor.transactions import (
+    LIBRARY_LOG,
+    GroupWriter,
+    StopUncommitted,
+    Transactions,
+    destinations,
+    producer_config,
+)
 from processor.windows import Config
 
 __all__ = ["BATCH_RECORDS", "KafkaWorker"]
@@ -48,16 +54,15 @@ POLL_TIMEOUT_S = 0.05
 class KafkaWorker:
     """The consume → runtime loop, and the assignment callbacks."""
 
-    def __init__(self, settings: Settings, partitions: int, txn_id: str) -> None:
+    def __init__(self, settings: Settings, txn_id: str) -> None:
         self._settings = settings
         self._events = settings.events_topic
-        self._partition_count = partitions
         self._stopping = False
         self._failed: Exception | None = None  # raised in a rebalance callback
         self._refused_since: float | None = None  # the group refused our join since then
         self._group_patience_s = patience_s(settings.processor_session_timeout_ms)
         bootstrap = settings.kafka_bootstrap_servers
-        library = _library_logger()
+        library = LIBRARY_LOG
         session_ms = settings.processor_session_timeout_ms
         self._consumer = Consumer(
             {
@@ -73,15 +78,9 @@ class KafkaWorker:
                 "logger": library,
             }
         )
-        changelog = changelog_topic(settings.processor_app_id)
-        self._txn_config = producer_config(bootstrap, txn_id, library)
-        self._topics = {
-            "windows": settings.windows_topic,
-            "late": settings.late_topic,
-            "dlq": settings.dlq_topic,
-            "changelog": changelog,
-        }
-        self._changelog = ChangelogConsumer(bootstrap, changelog, library)
+        self._txn_config = producer_config(bootstrap, txn_id)
+        self._topics = destinations(settings)
+        self._changelog = ChangelogConsumer(bootstrap, self._topics["changelog"], library)
         self._ticker = Ticker(bootstrap, self._events, library)
         self._runtime: Runtime | None = None
         # The counts with no batch in progress, for the metrics: a counter never goes back.
@@ -225,8 +224,3 @@ class KafkaWorker:
             "partitions %s lost (session timed out)", sorted(tp.partition for tp in partitions)
         )
         self._on_revoke(consumer, partitions)
-
-
-def _library_logger() -> logging.Logger:
-    """librdkafka's own log lines (connection retries and the like), at WARNING and up."""
-    return logging.getLogger("livewindows.worker.librdkafka")

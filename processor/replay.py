@@ -25,11 +25,11 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from plumbing.settings import ConfigError, Settings
-from plumbing.topics import TopicsError, reach, topic_config
+from plumbing.topics import TopicsError, ensure_topics, reach
 from processor.replay_jobs import run_jobs
 from processor.replay_loop import (
     Progress,
@@ -103,7 +103,7 @@ def replay_command(args: argparse.Namespace, settings: Settings) -> int:
     except KafkaException as exc:
         print(f"livewindows replay: Kafka error: {exc.args[0]}", file=sys.stderr)
         return 1
-    except ReplayFailed as exc:
+    except (ReplayFailed, TopicsError) as exc:
         print(f"livewindows replay: {exc}", file=sys.stderr)
         return 1
     print(
@@ -217,17 +217,7 @@ def _ensure_output_topic(bootstrap: str, topic: str, settings: Settings) -> list
     metadata = admin.list_topics(timeout=_METADATA_TIMEOUT_S)
     if topic in metadata.topics:
         return sorted(metadata.topics[topic].partitions)
-    new = NewTopic(
-        topic,
-        settings.topic_partitions,
-        settings.topic_replication,
-        config=topic_config(settings.topic_replication),
-    )
-    try:
-        admin.create_topics([new])[topic].result(_METADATA_TIMEOUT_S)
-    except KafkaException as exc:
-        if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-            raise
+    ensure_topics(bootstrap, [topic], settings.topic_partitions, settings.topic_replication)
     return []
 
 

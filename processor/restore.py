@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -50,21 +51,42 @@ _RETRIABLE = (
     KafkaError.UNKNOWN_TOPIC_OR_PART,
 )
 
+T = TypeVar("T")
 Latest = dict[bytes, bytes | None]  # each key's last value (None: a tombstone)
 
 
 def end_offsets(admin: AdminClient, topic: str, partitions: Sequence[int]) -> dict[int, int]:
     """Each partition's end offset at READ_UNCOMMITTED, retried while leaders are elected."""
+
+    def listed() -> dict[int, int]:
+        latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+        futures = admin.list_offsets(
+            {TopicPartition(topic, p): latest for p in partitions},
+            isolation_level=IsolationLevel.READ_UNCOMMITTED,
+            request_timeout=_TIMEOUT_S,
+        )
+        return {tp.partition: future.result().offset for tp, future in futures.items()}
+
+    return _while_leaders_move(listed)
+
+
+def watermark_offsets(consumer: Consumer, tp: TopicPartition) -> tuple[int, int]:
+    """(low, high) offsets of `tp`, retried while a leader is elected (a new topic)."""
+
+    def queried() -> tuple[int, int]:
+        low, high = consumer.get_watermark_offsets(tp, timeout=_TIMEOUT_S)
+        return int(low), int(high)
+
+    return _while_leaders_move(queried)
+
+
+def _while_leaders_move(call: Callable[[], T]) -> T:
+    """`call()`, made again for up to `_TIMEOUT_S` while it fails because a partition
+    has no leader yet (a new topic, a broker that just went away)."""
     deadline = time.monotonic() + _TIMEOUT_S
     while True:
         try:
-            latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
-            futures = admin.list_offsets(
-                {TopicPartition(topic, p): latest for p in partitions},
-                isolation_level=IsolationLevel.READ_UNCOMMITTED,
-                request_timeout=_TIMEOUT_S,
-            )
-            return {tp.partition: future.result().offset for tp, future in futures.items()}
+            return call()
         except KafkaException as exc:
             error: KafkaError = exc.args[0]
             if time.monotonic() > deadline or not (error.retriable() or error.code() in _RETRIABLE):
@@ -147,20 +169,6 @@ class EventsWatermarks:
         return low
 
 
-def watermark_offsets(consumer: Consumer, tp: TopicPartition) -> tuple[int, int]:
-    """(low, high) offsets of `tp`, retried while a leader is elected (a new topic)."""
-    deadline = time.monotonic() + _TIMEOUT_S
-    while True:
-        try:
-            low, high = consumer.get_watermark_offsets(tp, timeout=_TIMEOUT_S)
-            return int(low), int(high)
-        except KafkaException as exc:
-            error: KafkaError = exc.args[0]
-            if time.monotonic() > deadline or not (error.retriable() or error.code() in _RETRIABLE):
-                raise
-            time.sleep(0.2)
-
-
 def ensure_changelog(settings: Settings, partitions: int) -> None:
     """Create the changelog topic (compacted, one partition per events partition) if
     missing, wait until its partitions show, and refuse one whose count differs.
@@ -178,7 +186,7 @@ def ensure_changelog(settings: Settings, partitions: int) -> None:
         count = 0 if described is None or described.error is not None else len(described.partitions)
         if count == partitions:
             return
-        if time.monotonic() > deadline:
+        if count or time.monotonic() > deadline:  # 0: not in this broker's metadata yet
             raise ConfigError(
                 f"changelog topic {topic} has {count} partitions, the events topic "
                 f"{partitions}: they must match"

@@ -168,29 +168,32 @@ class PartitionRunner:
         (the records between were deleted, or aborted in a transactional topic) is
         taken: what is missing cannot be fetched.
         """
-        batch: Batch | None = None
-        state, config, partition = self.state, self._config, self.partition
+        # Once per record of the events topic: everything the loop touches is a local.
+        state, config, next_offset = self.state, self._config, self.next_offset
+        batch = Batch(self.partition, next_offset, next_offset)
+        decode_, process_ = decode, process
+        records_run = 0
         for fetched in records:
             offset = fetched.offset
-            if offset < self.next_offset:
+            if offset < next_offset:
                 continue
-            if batch is None:
-                batch = Batch(partition, offset, offset)
-            counts = batch.counts
-            counts.records += 1
+            if not records_run:
+                batch.first_offset = offset
+            records_run += 1
             try:
-                record = decode(fetched.key, fetched.value)
+                record = decode_(fetched.key, fetched.value)
             except Exception as exc:  # any decoding failure is the record's fault, not ours
                 self._dead_letter(batch, fetched, exc)
             else:
-                state, outputs = process(state, record, config)
+                state, outputs = process_(state, record, config)
                 if outputs:
                     _emit(batch, outputs, fetched.timestamp_ms)
-            self.next_offset = offset + 1
-        self.state = state
-        if batch is None:
+            next_offset = offset + 1
+        self.state, self.next_offset = state, next_offset
+        if not records_run:
             return None
-        batch.next_offset = self.next_offset
+        batch.counts.records += records_run
+        batch.next_offset = next_offset
         changed = state.take_changed()
         if self.store:
             batch.changelog = self._changelog_writes(changed)

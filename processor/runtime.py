@@ -138,8 +138,17 @@ class Runtime:
     def owned(self) -> list[int]:
         return sorted(self.parts)
 
-    def earliest(self, partition: int) -> int:
-        return self._events.earliest(partition)
+    def skip_deleted(self, partition: int, offset: int) -> bool:
+        """Whether retention deleted the records from the owned partition's position up
+        to `offset`, fetched next: then it goes on from the first record left, loudly
+        (Kafka will never fill the gap)."""
+        runner = self.parts[partition]
+        earliest = self._events.earliest(partition)
+        if earliest <= runner.next_offset:
+            return False
+        _log_deleted(partition, runner.next_offset, earliest - 1)
+        runner.next_offset = min(earliest, offset)
+        return True
 
     def assign(self, partitions: Sequence[int]) -> dict[int, int]:
         """Fence, restore and own `partitions`; returns the offset each must be fetched from."""
@@ -233,14 +242,7 @@ def _log_restored(restored: Restored) -> None:
             len(restored.redo),
         )
     if restored.deleted is not None:
-        first, last = restored.deleted
-        log.error(
-            "partition %d: records %d to %d were deleted (retention) before they were "
-            "processed; windows they would have changed are missing",
-            partition,
-            first,
-            last,
-        )
+        _log_deleted(partition, *restored.deleted)
     if restored.ahead:
         log.error(
             "partition %d: %d input(s) stored by records at or past the stored position "
@@ -257,4 +259,14 @@ def _log_restored(restored: Restored) -> None:
         restored.next_offset,
         "none" if restored.watermark_ms is None else format_ms(restored.watermark_ms),
         restored.pending,
+    )
+
+
+def _log_deleted(partition: int, first: int, last: int) -> None:
+    log.error(
+        "partition %d: records %d to %d were deleted (retention) before they were "
+        "processed; windows they would have changed are missing",
+        partition,
+        first,
+        last,
     )

@@ -29,13 +29,25 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
+from plumbing.settings import Settings
 from plumbing.topics import KEY_PARTITIONER
+from processor.changelog import changelog_topic
 from processor.runner import Batch, Written
 from processor.runtime import Aborted
 
-__all__ = ["GroupWriter", "PartitionWriter", "StopUncommitted", "Transactions"]
+__all__ = [
+    "LIBRARY_LOG",
+    "GroupWriter",
+    "PartitionWriter",
+    "StopUncommitted",
+    "Transactions",
+    "destinations",
+    "producer_config",
+]
 
 log = logging.getLogger("livewindows.worker")
+# librdkafka's own lines (connection retries and the like) of every worker client.
+LIBRARY_LOG = logging.getLogger("livewindows.worker.librdkafka")
 
 _TIMEOUT_S = 30.0  # warn after this long without success
 _WAIT_S = 1.0  # one wait of a transaction call that is made again until it succeeds
@@ -46,7 +58,19 @@ class StopUncommitted(Exception):
     """Asked to stop while Kafka could not take the transaction in progress."""
 
 
-def producer_config(bootstrap: str, txn_id: str, logger: logging.Logger) -> dict[str, Any]:
+def destinations(settings: Settings) -> dict[str, str]:
+    """The topic each kind of `Written` record goes to."""
+    return {
+        "windows": settings.windows_topic,
+        "late": settings.late_topic,
+        "dlq": settings.dlq_topic,
+        "changelog": changelog_topic(settings.processor_app_id),
+    }
+
+
+def producer_config(
+    bootstrap: str, txn_id: str, logger: logging.Logger = LIBRARY_LOG
+) -> dict[str, Any]:
     return {
         "bootstrap.servers": bootstrap,
         "transactional.id": txn_id,

@@ -11,43 +11,31 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-import faust
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from plumbing.logs import configure_logging
-from plumbing.processes import exit_now
+from plumbing.processes import FATAL_EXIT_CODE, exit_now
 from plumbing.settings import ConfigError, Settings
 from plumbing.topics import adopt_topic_config
 from processor.changelog import CHANGELOG_CONFIG, changelog_topic
 from processor.datadir import DataDirInUse, open_data_dir, transactional_id
 from processor.group import (
-    GroupHeldByOtherEngine,
-    held_by,
-    held_by_other_engine,
     patience_s,
     wait_for_group,
 )
 from processor.metrics import METRICS_HOST, serve_metrics
 from processor.restore import ensure_changelog
 
-__all__ = ["DEFAULT_DATA_DIR", "FATAL_EXIT_CODE", "worker_command"]
+__all__ = ["DEFAULT_DATA_DIR", "worker_command"]
 
 DEFAULT_DATA_DIR = Path(".data/worker")
-FATAL_EXIT_CODE = 70  # EX_SOFTWARE
 log = logging.getLogger("livewindows.worker")
 _METADATA_TIMEOUT_S = 5.0
-# How long the Faust engine may take to stop after SIGTERM (Kubernetes' default
-# grace period is 30 s, after which it kills).
-SHUTDOWN_DEADLINE_S = 20.0
-# Seconds between looks at the group while a Faust worker waits for its first assignment.
-_JOIN_RECHECK_S = 5.0
 
 
 class KafkaUnavailable(Exception):
@@ -80,7 +68,7 @@ def worker_command(args: argparse.Namespace, settings: Settings) -> int:
             open_data_dir(data_dir)
             txn_id = transactional_id(data_dir, settings.processor_app_id)
         else:
-            from processor.app import create_app  # Faust is imported by this engine only
+            from processor.app import create_app, run_faust  # only this engine imports Faust
 
             log.info("engine faust: joining consumer group %s", settings.processor_app_id)
             app, runtime = create_app(settings, data_dir, partitions=partitions)
@@ -94,85 +82,17 @@ def worker_command(args: argparse.Namespace, settings: Settings) -> int:
     except OSError as exc:
         raise ConfigError(f"cannot use data dir {data_dir}: {exc.strerror or exc}") from None
     if engine == "kafka":
-        return _run_kafka_engine(settings, partitions, txn_id, data_dir, metrics_port)
-    _guard_join(app, admin, settings.processor_app_id, patience)
-    worker = _FaustWorker(app, quiet=True, override_logging=False, redirect_stdouts=False)
-    worker.spinner = None  # a terminal progress spinner: noise in a service's output
-    try:
-        worker.execute_from_commandline()
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-    return 0
+        return _run_kafka_engine(settings, txn_id, metrics_port)
+    return run_faust(app, admin, settings.processor_app_id, patience)
 
 
-class _FaustWorker(faust.Worker):
-    """Faust's worker, with a deadline on stopping.
-
-    On SIGTERM Faust commits and flushes before it exits, and waits for Kafka to
-    answer however long an outage lasts: the process would only end with SIGKILL.
-    Past the deadline it exits as after a crash, which the Faust engine is built
-    for: the data dir is not marked clean, and the batch in progress runs again on
-    restart (its records again, byte-identical).
-    """
-
-    def _schedule_shutdown(self, signal: signal.Signals) -> None:
-        if not self._signal_stop_time:
-            timer = threading.Timer(SHUTDOWN_DEADLINE_S, _give_up_stopping)
-            timer.daemon = True
-            timer.start()
-        super()._schedule_shutdown(signal)
-
-
-def _give_up_stopping() -> None:
-    log.warning(
-        "not stopped within %.0f s (is Kafka down?): exiting now; the batch in progress "
-        "was not stored and runs again on restart",
-        SHUTDOWN_DEADLINE_S,
-    )
-    exit_now(0)
-
-
-def _guard_join(app: faust.App, admin: AdminClient, group_id: str, patience: float) -> None:
-    """Stop a Faust worker that the other engine beat to the group.
-
-    The check before start cannot see a kafka-engine worker that starts in the same
-    second; if that one joins first, aiokafka logs a fatal
-    InconsistentGroupProtocolError and the Faust worker then waits forever,
-    assigned nothing. So until its first assignment a thread looks at the group
-    after `patience` and every few seconds after that, and exits 2 with the line
-    of the check before start once the group is held by the kafka engine. A slow
-    first join (Kafka busy, a large group) is no reason to stop.
-    """
-    assigned = threading.Event()
-
-    async def on_assigned(_sender: Any, *_args: Any, **_kwargs: Any) -> None:
-        assigned.set()
-
-    # mode types receivers with NamedArg, which no function definition satisfies.
-    app.on_partitions_assigned.connect(cast(Any, on_assigned))
-
-    def watch() -> None:
-        wait_s = patience
-        while not assigned.wait(wait_s):
-            held = held_by(admin, group_id)
-            if not assigned.is_set() and held_by_other_engine("faust", held):
-                problem = GroupHeldByOtherEngine(group_id, "faust", held)
-                print(f"livewindows: not assigned any partition: {problem}", file=sys.stderr)
-                exit_now(2)
-            wait_s = _JOIN_RECHECK_S
-
-    threading.Thread(target=watch, name="livewindows-join-guard", daemon=True).start()
-
-
-def _run_kafka_engine(
-    settings: Settings, partitions: int, txn_id: str, data_dir: Path, metrics_port: int | None
-) -> int:
+def _run_kafka_engine(settings: Settings, txn_id: str, metrics_port: int | None) -> int:
     """The confluent-kafka engine (`processor.kafka_worker`); exit 70 on a fatal error."""
     from processor.kafka_worker import KafkaWorker
 
     log.info("engine kafka: transactional.id %s", txn_id)
     try:
-        worker = KafkaWorker(settings, partitions, txn_id)
+        worker = KafkaWorker(settings, txn_id)
         if metrics_port is not None:
             serve_metrics(METRICS_HOST, metrics_port, lambda: worker.stored_counts)
         clean = worker.run()

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from processor.changelog import Position, Wal, encode_input, encode_wal_parts, fold, wal_key
-from processor.runner import Fetched, PartitionRunner, Written
+from processor.runner import Fetched, PartitionRunner
 from processor.runtime import Runtime
 from processor.windows import Config, PartitionState, process
 from tests.kafkakit import event_value, tick_value
@@ -147,12 +147,8 @@ def test_a_whole_wal_of_an_earlier_version_is_redone_in_the_changelog() -> None:
     rt.assign([0])
     rt.handle({0: records[:8]})
     # What the old engine would store for 8..13: the changed inputs, in a WAL.
-    state = PartitionState.restore(
-        fold(0, kafka.changelog[0]).position.watermark_ms,  # type: ignore[union-attr]
-        fold(0, kafka.changelog[0]).inputs,
-        CONFIG,
-    )
-    runner = PartitionRunner(0, EVENTS, CONFIG, state, 8)
+    runner, _ = PartitionRunner.restore(0, EVENTS, CONFIG, fold(0, kafka.changelog[0]), 0)
+    assert runner.next_offset == 8
     batch = runner.run(records[8:14])
     assert batch is not None
     changes = {
@@ -234,7 +230,3 @@ def test_the_runner_equals_the_core_run_record_by_record() -> None:
     assert batch is not None and batch.changelog == []
     got = [(w.destination, w.key, w.value) for w in batch.outputs if w.destination != "dlq"]
     assert got == expected
-
-
-def test_written_records_name_their_destination() -> None:
-    assert Written("changelog", b"k", b"v").timestamp_ms is None
