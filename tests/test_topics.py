@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Message, Producer
@@ -84,16 +84,16 @@ def test_every_writer_puts_a_key_where_faust_would(
     kafka_bootstrap: str, make_topics: Callable[..., list[str]]
 ) -> None:
     # aiokafka (under Faust) hashes keys with Java's murmur2; so must the producer,
-    # the kafka engine and replay, or one input's records land on several partitions.
+    # both engines' transactional writers and replay, or one input's records land on
+    # several partitions.
     from aiokafka.partitioner import DefaultPartitioner
 
-    from processor import replay
+    from processor import replay, transactions
     from producer import publisher
 
     assert publisher.producer_config(kafka_bootstrap, 5000)["partitioner"] == KEY_PARTITIONER
     assert replay.producer_config(kafka_bootstrap)["partitioner"] == KEY_PARTITIONER
-    source = Path(__file__).parents[1] / "processor" / "kafka_worker.py"
-    assert '"partitioner": KEY_PARTITIONER' in source.read_text()
+    assert transactions.producer_config(kafka_bootstrap, "t")["partitioner"] == KEY_PARTITIONER
     [topic] = make_topics("partitioner", partitions=6)
     landed: dict[bytes, int] = {}
 
@@ -174,7 +174,11 @@ def test_an_operators_min_insync_replicas_is_kept(three_nodes: str) -> None:
 @pytest.mark.kafka
 def test_concurrent_creators_of_one_new_topic_all_see_every_partition(three_nodes: str) -> None:
     # Workers starting together on a fresh cluster each ensure the same changelog,
-    # then read its partition count at once.
+    # then read its partition count with a client of their own. ensure_topics returns
+    # once its own client's broker shows every partition; another client may ask a
+    # broker that learns of the topic a moment later (no partitions yet), so callers
+    # wait while they see none (processor.restore.ensure_changelog does), and must
+    # then see all of them, never a part.
     topic = f"together-{uuid.uuid4().hex[:8]}"
     callers = 6
     start = threading.Barrier(callers)
@@ -188,8 +192,13 @@ def test_concurrent_creators_of_one_new_topic_all_see_every_partition(three_node
             created.append(ensure_topics(three_nodes, [topic], 6, 3)[topic])
             consumer = Consumer({"bootstrap.servers": three_nodes, "group.id": "count"})
             try:
-                metadata = consumer.list_topics(topic, timeout=10).topics[topic]
-                seen.append(len(metadata.partitions))
+                deadline = time.monotonic() + 10
+                count = 0
+                while not count and time.monotonic() < deadline:
+                    metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+                    count = len(metadata.partitions)
+                    time.sleep(0 if count else 0.05)
+                seen.append(count)
             finally:
                 consumer.close()
         except BaseException as exc:  # reported below, in the test's thread
