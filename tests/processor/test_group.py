@@ -1,5 +1,6 @@
 """Which assignor belongs to which engine (`processor.group`); the waiting and the
-refusal run against a real broker in tests/processor/test_worker.py."""
+refusal run against a real broker in tests/processor/test_worker_engine_switch.py
+and in each engine's own worker tests."""
 
 from __future__ import annotations
 
