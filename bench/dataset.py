@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from plumbing.topics import KEY_PARTITIONER
+from plumbing.clients import KEY_PARTITIONER
 from processor.codec import encode_tick
 from producer.normalize import derived_event_id
 from producer.test_events import cloudflare_document

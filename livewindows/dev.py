@@ -27,6 +27,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from plumbing.clients import reader_config
 from plumbing.processes import die_with_parent
 from plumbing.settings import ConfigError, Settings
 
@@ -220,14 +221,7 @@ def _watch(bootstrap: str, topic: str, children: list[_Child]) -> None:
     """Show windows as they open and close until a signal or a child's death."""
     from confluent_kafka import Consumer
 
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"livewindows-dev-view-{uuid.uuid4().hex}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
+    consumer = Consumer(reader_config(bootstrap, f"livewindows-dev-view-{uuid.uuid4().hex}"))
     consumer.subscribe([topic])
     view = _WindowView()
     try:

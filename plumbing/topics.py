@@ -9,6 +9,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from plumbing.clients import admin_config
 from plumbing.settings import Settings
 
 if TYPE_CHECKING:
@@ -16,11 +17,6 @@ if TYPE_CHECKING:
 
 REACH_TIMEOUT_S = 10.0
 _POLL_S = 0.1
-# How every livewindows writer maps a record's key to a partition: the Java
-# clients' murmur2, as aiokafka (under Faust) does too. librdkafka's own default,
-# consistent_random, hashes keys differently, so without this the producer, the
-# two engines and replay would put one key's records on different partitions.
-KEY_PARTITIONER = "murmur2_random"
 
 log = logging.getLogger("livewindows.topics")
 
@@ -37,7 +33,7 @@ def reach(bootstrap: str, timeout_s: float = REACH_TIMEOUT_S) -> set[str]:
     """
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    admin = AdminClient(admin_config(bootstrap))
     return _topic_names(admin, bootstrap, timeout_s)
 
 
@@ -101,7 +97,7 @@ def ensure_topics(
     """
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    admin = AdminClient(admin_config(bootstrap))
     deadline = time.monotonic() + timeout_s
     existing = _topic_names(admin, bootstrap, timeout_s)
     created = {name: name not in existing for name in names}
@@ -181,7 +177,7 @@ def adopt_topic_config(
         ResourceType,
     )
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    admin = AdminClient(admin_config(bootstrap))
     resource = ConfigResource(ResourceType.TOPIC, topic)
     try:
         entries = admin.describe_configs([resource])[resource].result(timeout_s)

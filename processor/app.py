@@ -53,6 +53,7 @@ from confluent_kafka.admin import AdminClient
 from faust.types import TP, AppT, EventT, StreamT
 from mode.supervisors import CrashingSupervisor
 
+from plumbing.clients import reader_config
 from plumbing.processes import FATAL_EXIT_CODE, exit_now
 from plumbing.settings import Settings
 from processor.counts import LOG_EVERY_S, CountsLog
@@ -261,9 +262,7 @@ class _FaustEngine:
             txn_id = f"{app_id}-faust-{partition}"
             return Transactions(producer_config(bootstrap, txn_id), topics, _never)
 
-        offsets = Consumer(
-            {"bootstrap.servers": bootstrap, "group.id": f"{app_id}-offsets", "logger": library}
-        )
+        offsets = Consumer(reader_config(bootstrap, f"{app_id}-offsets", library))
         self.runtime = Runtime(
             Config(settings.window_grace_ms, settings.reconnect_window_s),
             self._events,

@@ -24,6 +24,7 @@ from types import FrameType
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from plumbing.clients import FETCH_MAX_BYTES, admin_config, reader_config
 from plumbing.settings import Settings
 from processor.counts import Counts, CountsLog
 from processor.group import FAUST_ASSIGNOR, GroupHeldByOtherEngine, held_by, patience_s
@@ -66,16 +67,11 @@ class KafkaWorker:
         session_ms = settings.processor_session_timeout_ms
         self._consumer = Consumer(
             {
-                "bootstrap.servers": bootstrap,
-                "group.id": settings.processor_app_id,
-                "isolation.level": "read_committed",
-                "enable.auto.commit": False,
+                **reader_config(bootstrap, settings.processor_app_id, library),
                 "enable.auto.offset.store": False,
-                "auto.offset.reset": "earliest",
                 "session.timeout.ms": session_ms,
                 "heartbeat.interval.ms": max(100, session_ms // 5),
-                "fetch.max.bytes": 52_428_800,
-                "logger": library,
+                "fetch.max.bytes": FETCH_MAX_BYTES,
             }
         )
         self._txn_config = producer_config(bootstrap, txn_id)
@@ -188,7 +184,7 @@ class KafkaWorker:
                 self._refused_since = now
             elif now - self._refused_since >= self._group_patience_s:
                 group_id = self._settings.processor_app_id
-                admin = AdminClient({"bootstrap.servers": self._settings.kafka_bootstrap_servers})
+                admin = AdminClient(admin_config(self._settings.kafka_bootstrap_servers))
                 assignor = held_by(admin, group_id) or FAUST_ASSIGNOR
                 raise GroupHeldByOtherEngine(group_id, "kafka", assignor)
         log.warning("consumer: %s", error.str())

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from plumbing.clients import admin_config
 from plumbing.settings import ConfigError, Settings
 from plumbing.topics import TopicsError, ensure_topics, reach
 from processor.replay_jobs import run_jobs
@@ -213,7 +214,7 @@ def _plan(
 
 def _ensure_output_topic(bootstrap: str, topic: str, settings: Settings) -> list[int]:
     """Create the output topic if it is missing; the partitions it already had."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(admin_config(bootstrap))
     metadata = admin.list_topics(timeout=_METADATA_TIMEOUT_S)
     if topic in metadata.topics:
         return sorted(metadata.topics[topic].partitions)

@@ -27,7 +27,7 @@ from confluent_kafka import (
 )
 
 from plumbing import logs
-from plumbing.topics import KEY_PARTITIONER
+from plumbing.clients import FETCH_MAX_BYTES, reader_config, writer_config
 from processor.counts import Counts
 from processor.runner import Fetched, PartitionRunner
 from processor.windows import Config
@@ -82,31 +82,23 @@ Progress = Callable[[ReplaySummary, int], None]
 
 def consumer_config(bootstrap: str) -> dict[str, Any]:
     return {
-        "bootstrap.servers": bootstrap,
-        "group.id": f"livewindows-replay-{uuid.uuid4().hex}",
-        "enable.auto.commit": False,
+        **reader_config(bootstrap, f"livewindows-replay-{uuid.uuid4().hex}", _LIBRARY_LOG),
         "enable.auto.offset.store": False,
-        "auto.offset.reset": "earliest",
         "enable.partition.eof": True,
-        "fetch.max.bytes": 52_428_800,
+        "fetch.max.bytes": FETCH_MAX_BYTES,
         "queued.max.messages.kbytes": 262_144,
-        "logger": _LIBRARY_LOG,
     }
 
 
 def producer_config(bootstrap: str) -> dict[str, Any]:
     """The output producer: every job uses this, so the partitioner is the same."""
     return {
-        "bootstrap.servers": bootstrap,
-        "enable.idempotence": True,
-        "acks": "all",
+        **writer_config(bootstrap, _LIBRARY_LOG),
         "linger.ms": 20,
         "batch.size": 1_000_000,
         "compression.type": "lz4",
-        "partitioner": KEY_PARTITIONER,  # a key's records on the partition live ones use
         # Delivery reports only for failures: no Python callback per window record.
         "delivery.report.only.error": True,
-        "logger": _LIBRARY_LOG,
     }
 
 

@@ -29,6 +29,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
+from plumbing.clients import FETCH_MAX_BYTES, admin_config, reader_config
 from plumbing.settings import ConfigError, Settings
 from plumbing.topics import ensure_topics
 from processor.changelog import CHANGELOG_CONFIG, changelog_topic
@@ -99,15 +100,12 @@ class ChangelogConsumer:
 
     def __init__(self, bootstrap: str, topic: str, logger: logging.Logger) -> None:
         self._topic = topic
-        self._admin = AdminClient({"bootstrap.servers": bootstrap, "logger": logger})  # type: ignore[dict-item]
+        self._admin = AdminClient(admin_config(bootstrap, logger))
         self._consumer = Consumer(
             {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"{topic}-restore",  # never joined: partitions are assigned
-                "isolation.level": "read_committed",
-                "enable.auto.commit": False,
-                "fetch.max.bytes": 52_428_800,
-                "logger": logger,
+                # The group is never joined: partitions are assigned.
+                **reader_config(bootstrap, f"{topic}-restore", logger),
+                "fetch.max.bytes": FETCH_MAX_BYTES,
             }
         )
 
@@ -179,7 +177,7 @@ def ensure_changelog(settings: Settings, partitions: int) -> None:
     topic = changelog_topic(settings.processor_app_id)
     bootstrap = settings.kafka_bootstrap_servers
     ensure_topics(bootstrap, [topic], partitions, settings.topic_replication, CHANGELOG_CONFIG)
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    admin = AdminClient(admin_config(bootstrap))
     deadline = time.monotonic() + _TIMEOUT_S
     while True:
         described = admin.list_topics(topic, timeout=_TIMEOUT_S).topics.get(topic)

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from plumbing.clients import writer_config
 from processor.codec import encode_tick
 
 __all__ = ["Ticker"]
@@ -24,14 +25,7 @@ log = logging.getLogger("livewindows.worker")
 class Ticker:
     def __init__(self, bootstrap: str, topic: str, logger: logging.Logger) -> None:
         self._topic = topic
-        self._producer = Producer(
-            {
-                "bootstrap.servers": bootstrap,
-                "enable.idempotence": True,
-                "acks": "all",
-                "logger": logger,
-            }
-        )
+        self._producer = Producer(writer_config(bootstrap, logger))
 
     def tick(self, partitions: Iterable[int]) -> None:
         """A tick of the wall clock to each of `partitions`."""

@@ -29,8 +29,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
+from plumbing.clients import writer_config
 from plumbing.settings import Settings
-from plumbing.topics import KEY_PARTITIONER
 from processor.changelog import changelog_topic
 from processor.runner import Batch, Written
 from processor.runtime import Aborted
@@ -72,15 +72,11 @@ def producer_config(
     bootstrap: str, txn_id: str, logger: logging.Logger = LIBRARY_LOG
 ) -> dict[str, Any]:
     return {
-        "bootstrap.servers": bootstrap,
+        **writer_config(bootstrap, logger),
         "transactional.id": txn_id,
-        "enable.idempotence": True,
-        "acks": "all",
         "linger.ms": 5,
         "batch.size": 1_000_000,
         "transaction.timeout.ms": 60_000,
-        "partitioner": KEY_PARTITIONER,  # window records land where Faust's would
-        "logger": logger,
     }
 
 

@@ -13,11 +13,11 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from plumbing.clients import admin_config
 from plumbing.logs import configure_logging
 from plumbing.processes import FATAL_EXIT_CODE, exit_now
 from plumbing.settings import ConfigError, Settings
@@ -107,12 +107,10 @@ def _run_kafka_engine(settings: Settings, txn_id: str, metrics_port: int | None)
 
 
 def _admin_client(settings: Settings) -> AdminClient:
-    config: dict[str, Any] = {
-        "bootstrap.servers": settings.kafka_bootstrap_servers,
-        # librdkafka would print every failed connection attempt to stderr.
-        "logger": _silent("livewindows.worker.admin"),
-    }
-    return AdminClient(config)
+    # librdkafka would print every failed connection attempt to stderr.
+    return AdminClient(
+        admin_config(settings.kafka_bootstrap_servers, _silent("livewindows.worker.admin"))
+    )
 
 
 def events_partitions(admin: AdminClient, settings: Settings) -> int:

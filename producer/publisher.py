@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from plumbing.topics import KEY_PARTITIONER
+from plumbing.clients import writer_config
 from schemas.records import Event
 
 __all__ = [
@@ -96,18 +96,14 @@ def encode(event: Event) -> tuple[bytes, bytes]:
 def producer_config(bootstrap_servers: str, publish_timeout_ms: int) -> dict[str, Any]:
     """librdkafka settings of the producer; see the comments for each choice."""
     return {
-        "bootstrap.servers": bootstrap_servers,
-        # No duplicates or reordering from internal retries; implies acks=all.
-        "enable.idempotence": True,
-        "acks": "all",
+        # librdkafka's own log lines go through `logging`, not straight to stderr.
+        **writer_config(bootstrap_servers, library_log),
         # librdkafka stops retrying when the request has stopped waiting: a 503
         # then leaves at most a write already in flight (the processor dedupes it).
         "message.timeout.ms": publish_timeout_ms,
         "request.timeout.ms": min(30_000, publish_timeout_ms),
         # Webhooks arrive one by one; a short linger still batches bursts.
         "linger.ms": 2,
-        # The Java clients' key hashing, as every livewindows writer (see there).
-        "partitioner": KEY_PARTITIONER,
         "client.id": "livewindows-producer",
         # A missing events topic is an error (503, not ready), never created here
         # by a broker that allows it, with its default partition count.
@@ -130,8 +126,6 @@ class KafkaPublisher:
         self._config = {
             **producer_config(bootstrap_servers, publish_timeout_ms),
             "error_cb": self._on_error,
-            # librdkafka's own log lines go through `logging`, not straight to stderr.
-            "logger": library_log,
             **(overrides or {}),
         }
         self._producer: Producer | None = None

@@ -21,8 +21,9 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 
 from livewindows.kafka.launcher import free_ports
 from plumbing import topics
+from plumbing.clients import KEY_PARTITIONER
 from plumbing.settings import Settings
-from plumbing.topics import KEY_PARTITIONER, MIN_INSYNC, TopicsError, ensure_topics, topic_config
+from plumbing.topics import MIN_INSYNC, TopicsError, ensure_topics, topic_config
 from tests.localkafka import start_cluster
 
 

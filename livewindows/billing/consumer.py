@@ -26,6 +26,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from livewindows.billing.codec import InvalidWindow, decode_window
 from livewindows.billing.store import Store, open_store, redact_url
+from plumbing.clients import reader_config
 from plumbing.logs import configure_logging
 from plumbing.settings import ConfigError, Settings
 from plumbing.topics import TopicsError, reach
@@ -88,16 +89,13 @@ class BillingConsumer:
         self._assigned = False
         self.summary = BillingSummary()
         self._consumer = Consumer(
-            {
-                "bootstrap.servers": settings.kafka_bootstrap_servers,
-                "group.id": group_id,
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "isolation.level": "read_committed",
-                # Through `logging`, where `billing_command` holds back repeats:
-                # while Kafka is down librdkafka logs every reconnect attempt.
-                "logger": logging.getLogger("livewindows.billing.librdkafka"),
-            }
+            # Through `logging`, where `billing_command` holds back repeats:
+            # while Kafka is down librdkafka logs every reconnect attempt.
+            reader_config(
+                settings.kafka_bootstrap_servers,
+                group_id,
+                logging.getLogger("livewindows.billing.librdkafka"),
+            )
         )
 
     def stop(self) -> None:

@@ -37,6 +37,7 @@ from livewindows.kafka.runtime import (
     progress,
 )
 from livewindows.kafka.supervisor import last_line, supervise
+from plumbing.clients import admin_config
 from plumbing.processes import die_with_parent
 from plumbing.settings import Settings
 
@@ -237,7 +238,7 @@ class KafkaCluster:
         from confluent_kafka.admin import AdminClient
 
         running = len(self.pids())
-        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+        admin = AdminClient(admin_config(self.bootstrap))
         deadline = time.monotonic() + self.ready_timeout_s
         while True:
             for node, code in self.exited():
