@@ -1,4 +1,4 @@
-"""Which partition a key's records are on: the hash behind `topics.KEY_PARTITIONER`.
+"""Which partition a key's records are on: the hash behind `clients.KEY_PARTITIONER`.
 
 Every livewindows writer sets librdkafka's `murmur2_random` partitioner, the Java
 clients' default: partition = (murmur2(key) & 0x7fffffff) mod partition count
