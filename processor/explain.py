@@ -111,6 +111,7 @@ class WindowLine:
     offset: int  # the record whose processing emitted it
     watermark_ms: int | None
     rule: str
+    event_id: str | None  # the event whose application wrote it; None: the watermark did
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -118,6 +119,7 @@ class WindowLine:
             "offset": self.offset,
             "watermark": _ts(self.watermark_ms),
             "rule": self.rule,
+            "event_id": self.event_id,
         }
 
 
@@ -285,49 +287,57 @@ class Explainer:
         applied_now = [line for line in released if line.outcome == "applied"]
         for record in windows:
             self._open += 1 if record["type"] == "window.opened" else -1
-            rule = self._rule(record, watermark_ms, applied_now)
-            timeline.windows.append(WindowLine(record, offset, watermark_ms, rule))
+            rule, cause = self._rule(record, watermark_ms, applied_now)
+            timeline.windows.append(WindowLine(record, offset, watermark_ms, rule, cause))
 
     def _rule(
         self, record: dict[str, Any], watermark_ms: int | None, applied_now: list[EventLine]
-    ) -> str:
-        """Why the core wrote this window record (SPEC §5), in one line."""
+    ) -> tuple[str, str | None]:
+        """Why the core wrote this window record (SPEC §5), and the event that made it, if any."""
         if record["type"] == "window.opened":
-            return f"opened by {record['open_reason']} event {record['opening_event_id']}"
+            opening = record["opening_event_id"]
+            return f"opened by {record['open_reason']} event {opening}", opening
         reason, closing = record["close_reason"], record["closing_event_id"]
         if reason == "reconnected":
-            return f"reconnected by event {closing} at {record['closed_at']}"
+            return f"reconnected by event {closing} at {record['closed_at']}", closing
         if reason == "ended":
-            return f"ended by event {closing} at {record['closed_at']}"
+            return f"ended by event {closing} at {record['closed_at']}", closing
         return self._time_out_rule(record, watermark_ms, applied_now)
 
     def _time_out_rule(
         self, record: dict[str, Any], watermark_ms: int | None, applied_now: list[EventLine]
-    ) -> str:
+    ) -> tuple[str, str | None]:
+        """SPEC §5 times a window out in two places, checked here in the core's order: before
+        applying a released event that occurred at or after the time-out (the first such
+        in application order), else once the watermark reached the opening event's
+        received_at + reconnect window + grace."""
         rw_ms = record["duration_ms"]
         head = (
             f"timed out at opened_at + reconnect window {_seconds(rw_ms)} = {record['closed_at']}"
         )
-        opening = self._applied.get(record["opening_event_id"])
-        if opening is not None and opening.received_ms is not None and watermark_ms is not None:
-            due_ms = opening.received_ms + rw_ms + self._config.grace_ms
-            if watermark_ms >= due_ms:
-                return (
-                    f"{head}, once the watermark ({format_ms(watermark_ms)}) passed the opening "
-                    f"event's received_at + reconnect window + grace ({format_ms(due_ms)})"
-                )
-        # Else an event that occurred at or after the time-out was released: the
-        # window timed out just before it was applied.
         closed_ms = parse_ms(record["closed_at"])
-        after = [
+        opened = (parse_ms(record["opened_at"]), record["opening_event_id"])
+        after = [  # applied after the opening event (a window of 0 s times out at once)
             line
             for line in applied_now
-            if line.occurred_ms is not None and line.occurred_ms >= closed_ms
+            if line.occurred_ms is not None
+            and line.occurred_ms >= closed_ms
+            and (line.occurred_ms, line.event_id or "") > opened
         ]
         if after:
             first = min(after, key=lambda line: (line.occurred_ms or 0, line.event_id or ""))
-            return f"{head}, before event {first.event_id}, which occurred after it, was applied"
-        return head
+            return (
+                f"{head}, before event {first.event_id}, which occurred at or after that, "
+                "was applied"
+            ), first.event_id
+        opening = self._applied.get(record["opening_event_id"])
+        if opening is not None and opening.received_ms is not None and watermark_ms is not None:
+            due_ms = opening.received_ms + rw_ms + self._config.grace_ms
+            return (
+                f"{head}, once the watermark ({format_ms(watermark_ms)}) reached the opening "
+                f"event's received_at + reconnect window + grace ({format_ms(due_ms)})"
+            ), None
+        return head, None
 
 
 def _event_line(fetched: Fetched) -> EventLine:

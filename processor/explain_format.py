@@ -49,6 +49,7 @@ def _text_lines(timeline: Timeline, topic: str) -> Iterator[str]:
     yield ""
     opened = sum(1 for w in t.windows if w.record["type"] == "window.opened")
     yield f"windows ({opened} opened, {len(t.windows) - opened} closed)"
+    yield f"{'offset':>{widths[0]}}  {'record':<13}  {'window id':<32}  {'at':<24}  rule"
     for window in t.windows:
         record = window.record
         when = record["opened_at"] if record["type"] == "window.opened" else record["closed_at"]
@@ -87,10 +88,12 @@ def _outcome(line: EventLine, timeline: Timeline) -> str:
 
 
 def _caused(line: EventLine, timeline: Timeline) -> Iterator[str]:
-    """The window records the event's application wrote ("opened 1c9d0e2f")."""
+    """The window records the event's release wrote ("timed out ab006e40, closed 1c9d0e2f")."""
     for window in timeline.windows:
-        record = window.record
-        opened = record["type"] == "window.opened"
-        by = record["opening_event_id"] if opened else record["closing_event_id"]
-        if by == line.event_id and window.offset == line.released_offset:
-            yield f"{'opened' if opened else 'closed'} {record['window_id'][:8]}"
+        if window.event_id == line.event_id and window.offset == line.released_offset:
+            record = window.record
+            if record["type"] == "window.opened":
+                did = "opened"
+            else:
+                did = "timed out" if record["close_reason"] == "timed_out" else "closed"
+            yield f"{did} {record['window_id'][:8]}"

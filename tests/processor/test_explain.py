@@ -22,6 +22,7 @@ from processor.windows import (
     WindowRecord,
     process,
 )
+from schemas.timestamps import format_ms
 from tests.kafkakit import event_value, tick_value
 
 T0 = 1_790_000_000_000
@@ -81,7 +82,7 @@ def test_each_event_gets_its_outcome_and_each_window_its_rule() -> None:
             9,
             "window.closed",
             f"timed out at opened_at + reconnect window 2 s = {_at(5000)}, once the watermark "
-            f"({_at(10_000)}) passed the opening event's received_at + reconnect window + grace "
+            f"({_at(10_000)}) reached the opening event's received_at + reconnect window + grace "
             f"({_at(5500)})",
         ),
     ]
@@ -100,7 +101,7 @@ def test_a_time_out_that_an_event_after_it_forces_names_that_event() -> None:
     windows = explain(records).windows
     assert windows[-1].rule == (
         f"timed out at opened_at + reconnect window 2 s = {_at(2000)}, "
-        "before event e, which occurred after it, was applied"
+        "before event e, which occurred at or after that, was applied"
     )
 
 
@@ -205,7 +206,7 @@ def test_the_text_lists_events_and_windows_and_the_json_keeps_its_shape() -> Non
         "duplicate_of",
         "error",
     ]
-    assert list(shape["windows"][0]) == ["record", "offset", "watermark", "rule"]
+    assert list(shape["windows"][0]) == ["record", "offset", "watermark", "rule", "event_id"]
     assert shape["windows"][0]["record"]["schema"] == "livewindows/window/v1"
 
 
@@ -279,15 +280,33 @@ def test_the_timeline_is_what_the_core_computes_for_the_input(
     mine = sum(1 for key, value in records if key == KEY.encode())
     assert len(timeline.events) == mine
     assert timeline.records == len(records)
-    # An opened window names the applied event that opened it, released by that record.
+    # A window record names the event whose application wrote it (its opening or
+    # closing event; a time-out's forcing event, or none: the watermark), released
+    # by the record the window is tied to.
     for window in timeline.windows:
         record = window.record
-        event_id = record[
+        named = record[
             "opening_event_id" if record["type"] == "window.opened" else "closing_event_id"
         ]
-        if event_id is not None:
+        assert window.event_id == named or record["close_reason"] == "timed_out"
+        if record["close_reason"] == "timed_out":
+            opening = next(e for e in timeline.events if e.event_id == record["opening_event_id"])
+            assert opening.occurred_ms is not None and opening.received_ms is not None
+            if window.event_id is None:  # the watermark timed it out
+                rw_ms = record["duration_ms"]
+                due_ms = opening.received_ms + rw_ms + CONFIG.grace_ms
+                assert window.watermark_ms is not None and window.watermark_ms >= due_ms
+            else:  # an event applied after the opening one, at or after the time-out
+                forcing = next(e for e in timeline.events if e.event_id == window.event_id)
+                assert forcing.occurred_ms is not None
+                assert forcing.occurred_ms >= opening.occurred_ms + record["duration_ms"]
+                assert (forcing.occurred_ms, forcing.event_id) > (
+                    opening.occurred_ms,
+                    opening.event_id,
+                )
+        if window.event_id is not None:
             assert any(
-                e.event_id == event_id
+                e.event_id == window.event_id
                 and e.outcome == "applied"
                 and e.released_offset == window.offset
                 for e in timeline.events
@@ -295,8 +314,6 @@ def test_the_timeline_is_what_the_core_computes_for_the_input(
 
 
 def _at(ms_after_t0: int) -> str:
-    from schemas.timestamps import format_ms
-
     return format_ms(T0 + ms_after_t0)
 
 
