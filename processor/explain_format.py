@@ -33,13 +33,16 @@ def _text_lines(timeline: Timeline, topic: str) -> Iterator[str]:
         f"{t.other_records:,} records of other inputs and ticks run too, not listed"
     )
     if t.state_unknown is not None:
-        yield f"NOTE: {t.state_unknown}: state before offset {t.start_offset} is not known, "
-        yield "so these annotations and windows may differ from the worker's"
+        yield (
+            f"NOTE: {t.state_unknown}: state before offset {t.start_offset} is not known, "
+            "so these outcomes and windows may differ from the worker's"
+        )
     yield ""
     yield f"events ({len(t.events)})"
     rows = [_event_row(line, t) for line in t.events]
     header = ("offset", "received_at", "occurred_at", "kind", "event type", "event id", "outcome")
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
+    widths[0] = max([widths[0], *(len(str(w.offset)) for w in t.windows)])
     for row in [header, *rows]:
         cells = [
             cell.rjust(w) if i == 0 else cell.ljust(w)
