@@ -10,11 +10,11 @@ from typing import Any
 import orjson
 import pytest
 
-from plumbing.logs import log_handler
 from processor.runner import Fetched
 from processor.runtime import Runtime
 from processor.windows import Config
 from tests.kafkakit import event_value
+from tests.logkit import json_log
 from tests.processor.fakes import FakeKafka
 
 T = 1_790_000_000_000
@@ -24,15 +24,8 @@ SECRET = "sk-live-0f9e8d7c6b5a"
 @pytest.fixture
 def json_lines() -> Iterator[io.StringIO]:
     """livewindows.worker's lines through the JSON handler `worker` installs."""
-    logger = logging.getLogger("livewindows.worker")
-    stream = io.StringIO()
-    handler = log_handler("json", service="worker", stream=stream)
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield stream
-    logger.removeHandler(handler)
-    logger.setLevel(level)
+    with json_log("livewindows.worker", "worker", logging.INFO) as stream:
+        yield stream
 
 
 def _lines(stream: io.StringIO) -> list[dict[str, Any]]:
