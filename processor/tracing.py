@@ -18,9 +18,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from opentelemetry import propagate
-from opentelemetry.trace import SpanKind, Status, StatusCode
-
 from processor.runner import Fetched
 
 if TYPE_CHECKING:
@@ -36,6 +33,12 @@ class BatchTracer:
     """Spans for the traced records of one batch at a time."""
 
     def __init__(self, provider: TracerProvider, events_topic: str) -> None:
+        # Imported here: a worker with tracing off never loads OpenTelemetry.
+        from opentelemetry import propagate
+        from opentelemetry.trace import SpanKind, Status, StatusCode
+
+        self._extract, self._consumer_kind = propagate.extract, SpanKind.CONSUMER
+        self._status, self._error = Status, StatusCode.ERROR
         self._tracer = provider.get_tracer("livewindows.processor")
         self._topic = events_topic
 
@@ -57,7 +60,7 @@ class BatchTracer:
         """End the batch's spans: stored, or not (`error`, e.g. its transaction aborted)."""
         for span in spans:
             if error is not None:
-                span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+                span.set_status(self._status(self._error, f"{type(error).__name__}: {error}"))
             span.end()
 
     def _span(self, partition: int, record: Fetched, headers: Sequence[tuple[str, bytes]]) -> Span:
@@ -80,7 +83,7 @@ class BatchTracer:
         }
         return self._tracer.start_span(
             SPAN_NAME,
-            context=propagate.extract(carrier),
-            kind=SpanKind.CONSUMER,
+            context=self._extract(carrier),
+            kind=self._consumer_kind,
             attributes=attributes,
         )
