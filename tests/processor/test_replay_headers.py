@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import orjson
 import pytest
 from confluent_kafka import Producer
 
 from plumbing.settings import Settings
 from processor.replay import StartAt, run_replay
-from tests.kafkakit import event_value, read_all, tick_value
+from tests.kafkakit import event_value, reconnect_window_headers, tick_value
 
 pytestmark = pytest.mark.kafka
 
@@ -43,15 +42,7 @@ def test_replayed_windows_carry_the_traceparent_of_their_events(
         reconnect_window_s=60,
     )
     run_replay(settings, StartAt(), output)
-    written = [
-        (orjson.loads(record.value or b""), dict(record.headers))
-        for record in read_all(kafka_bootstrap, output)
-    ]
-    assert [(w["type"], w["close_reason"]) for w, _ in written] == [
-        ("window.opened", None),
-        ("window.closed", "reconnected"),
-    ]
-    (_, opened), (_, closed) = written
+    opened, closed = reconnect_window_headers(kafka_bootstrap, output)
     # Fails until the runner's headers are merged:
     assert opened.get("traceparent") == OPENING
     assert closed.get("traceparent") == CLOSING

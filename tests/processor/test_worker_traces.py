@@ -19,7 +19,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -29,7 +28,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
 from processor.tracing import SPAN_NAME
-from tests.kafkakit import read_all
+from tests.kafkakit import read_all, reconnect_window_headers
 from tests.processor.workerkit import Topics, Worker, new_app_id, new_topics
 from tests.producer import seeds
 from tests.producer.test_app import CF_HEADERS, CF_PATH, body_of
@@ -202,15 +201,7 @@ def test_the_window_records_name_the_events_that_caused_them(
     assert opening is not None and closing is not None
     for event_traceparent, producer in zip((opening, closing), sent.producer_spans, strict=True):
         assert f"-{producer.context.trace_id:032x}-".encode() in event_traceparent
-    written = [
-        (orjson.loads(record.value or b""), dict(record.headers))
-        for record in read_all(kafka_bootstrap, sent.topics.windows)
-    ]
-    assert [(w["type"], w["close_reason"]) for w, _ in written] == [
-        ("window.opened", None),
-        ("window.closed", "reconnected"),
-    ]
-    (_, opened), (_, closed) = written
+    opened, closed = reconnect_window_headers(kafka_bootstrap, sent.topics.windows)
     # Fails until the runner's headers are merged:
     assert opened.get("traceparent") == opening
     assert closed.get("traceparent") == closing
