@@ -215,6 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="livewindows-billing",
         help="consumer group (default livewindows-billing)",
     )
+    billing.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="P",
+        help="serve Prometheus metrics at http://0.0.0.0:P/metrics "
+        "(default: BILLING_METRICS_PORT, else none)",
+    )
     billing.set_defaults(handler=_entry("livewindows.billing.consumer:billing_command"))
     billing_commands = billing.add_subparsers(dest="billing_command", metavar="ACTION")
     report = billing_commands.add_parser(

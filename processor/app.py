@@ -43,9 +43,9 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import faust
 from confluent_kafka import Consumer
@@ -54,15 +54,18 @@ from faust.types import TP, AppT, EventT, StreamT
 from mode.supervisors import CrashingSupervisor
 
 from plumbing.clients import reader_config
+from plumbing.logs import record_fields
 from plumbing.processes import FATAL_EXIT_CODE, exit_now
 from plumbing.settings import Settings
 from processor.counts import LOG_EVERY_S, CountsLog
 from processor.datadir import open_data_dir
+from processor.gauges import EndOffset
 from processor.group import GroupHeldByOtherEngine, held_by, held_by_other_engine
 from processor.restore import ChangelogConsumer, EventsWatermarks
 from processor.runner import Fetched
 from processor.runtime import Runtime
 from processor.ticks import Ticker
+from processor.tracing import BatchTracer
 from processor.transactions import (
     LIBRARY_LOG,
     PartitionWriter,
@@ -72,7 +75,10 @@ from processor.transactions import (
 )
 from processor.windows import Config
 
-__all__ = ["create_app", "run_faust"]
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+
+__all__ = ["create_app", "highwater", "run_faust"]
 
 log = logging.getLogger("livewindows.worker")
 
@@ -89,9 +95,16 @@ SHUTDOWN_DEADLINE_S = 20.0
 _JOIN_RECHECK_S = 5.0
 
 
-def create_app(settings: Settings, data_dir: Path, *, partitions: int) -> tuple[faust.App, Runtime]:
+def create_app(
+    settings: Settings,
+    data_dir: Path,
+    *,
+    partitions: int,
+    tracer_provider: TracerProvider | None = None,
+) -> tuple[faust.App, Runtime]:
     """The worker's Faust app, and the runtime it feeds (for the metrics);
-    `partitions` is the events topic's real partition count."""
+    `partitions` is the events topic's real partition count; with a
+    `tracer_provider`, events that carry a trace context are traced."""
     session_timeout_s = settings.processor_session_timeout_ms / 1000
     open_data_dir(data_dir)
     app = faust.App(
@@ -117,7 +130,7 @@ def create_app(settings: Settings, data_dir: Path, *, partitions: int) -> tuple[
         autodiscover=False,
     )
     events = app.topic(settings.events_topic, key_serializer="raw", value_serializer="raw")
-    engine = _FaustEngine(app, settings)
+    engine = _FaustEngine(app, settings, tracer_provider)
 
     async def windows(stream: StreamT[bytes]) -> None:
         # noack() is not on StreamT, take_events() is not on what noack() returns
@@ -163,6 +176,21 @@ def create_app(settings: Settings, data_dir: Path, *, partitions: int) -> tuple[
     app.on_partitions_revoked.connect(_receiver(on_revoked))
     app.on_before_shutdown.connect(_receiver(on_shutdown))
     return app, engine.runtime
+
+
+def highwater(app: faust.App, topic: str) -> EndOffset:
+    """The events partitions' end offsets as aiokafka last heard them (fetch responses):
+    a local read, for the metrics thread."""
+
+    def end_offset(partition: int) -> int | None:
+        try:
+            # aiokafka asserts the partition is assigned; a revocation may just have come
+            end = app.consumer.highwater(TP(topic, partition))
+        except Exception:
+            return None
+        return end if isinstance(end, int) and end >= 0 else None
+
+    return end_offset
 
 
 def run_faust(app: faust.App, admin: AdminClient, group_id: str, patience: float) -> int:
@@ -250,7 +278,9 @@ def _guard_join(app: faust.App, admin: AdminClient, group_id: str, patience: flo
 class _FaustEngine:
     """Faust's events, grouped by partition, into the runtime; seeks where it says."""
 
-    def __init__(self, app: faust.App, settings: Settings) -> None:
+    def __init__(
+        self, app: faust.App, settings: Settings, tracer_provider: TracerProvider | None
+    ) -> None:
         self._app = app
         self._events = settings.events_topic
         bootstrap = settings.kafka_bootstrap_servers
@@ -269,6 +299,7 @@ class _FaustEngine:
             ChangelogConsumer(bootstrap, topics["changelog"], library),
             EventsWatermarks(offsets, self._events),
             PartitionWriter(transactions),
+            None if tracer_provider is None else BatchTracer(tracer_provider, self._events),
         )
         self.ticker = Ticker(bootstrap, self._events, library)
         self._lock = asyncio.Lock()
@@ -284,6 +315,7 @@ class _FaustEngine:
                     message.key,
                     message.value,
                     max(0, int(message.timestamp * 1000)),
+                    _headers(message.headers),
                 )
             )
         async with self._lock:
@@ -330,6 +362,7 @@ class _FaustEngine:
             partition,
             offset,
             part.next_offset,
+            extra=record_fields(partition=partition, offset=part.next_offset),
         )
         self.runtime.counts.rewinds += 1
         await self._app.consumer.seek_wait({TP(self._events, partition): part.next_offset})
@@ -348,6 +381,15 @@ def _contiguous(records: list[Fetched], next_offset: int) -> tuple[list[Fetched]
         taken.append(record)
         expected += 1
     return taken, None
+
+
+def _headers(headers: Any) -> list[tuple[str, bytes]] | None:
+    """A record's headers (aiokafka's (name, value) pairs; Faust allows a mapping too),
+    as the runner takes them."""
+    if not headers:
+        return None
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    return [(name, value) for name, value in pairs]
 
 
 def _never() -> bool:
