@@ -12,6 +12,11 @@ offsets (KIP-447), commit. What differs is only who fences whom:
   `transactional.id` names the partition: `init_transactions` by a new owner
   fences the old one's producer for good and ends its open transaction.
 
+A fenced producer raises `Fenced`: another worker took over what it was writing
+(it stalled past its session timeout, or another process runs on its data dir).
+Nothing it holds in memory is current then, so the engines stop the process
+(`FENCED_EXIT_CODE`) rather than guess which partitions are still theirs.
+
 Every transaction call waits in slices and is made again while the error is
 retriable, so a broker outage is ridden out and a SIGTERM still takes effect
 (librdkafka blocks in C past its timeout while the coordinator is down). An
@@ -37,13 +42,16 @@ from processor.runner import Batch, Written
 from processor.runtime import Aborted
 
 __all__ = [
+    "FENCED_EXIT_CODE",
     "LIBRARY_LOG",
+    "Fenced",
     "GroupWriter",
     "PartitionWriter",
     "StopUncommitted",
     "Transactions",
     "destinations",
     "producer_config",
+    "report_fenced",
 ]
 
 log = logging.getLogger("livewindows.worker")
@@ -54,10 +62,29 @@ _TIMEOUT_S = 30.0  # warn after this long without success
 _WAIT_S = 1.0  # one wait of a transaction call that is made again until it succeeds
 _ABORT_TRIES = 5
 _PARALLEL_WRITES = 16  # partitions whose transactions a Faust worker commits at once
+_FENCED = (KafkaError._FENCED, KafkaError.PRODUCER_FENCED)
+# A worker that was fenced exits with this (EX_TEMPFAIL): restarted, it rejoins the group.
+FENCED_EXIT_CODE = 75
 
 
 class StopUncommitted(Exception):
     """Asked to stop while Kafka could not take the transaction in progress."""
+
+
+class Fenced(Exception):
+    """A newer producer with this `transactional.id` fenced this one: its transaction
+    in progress is aborted, and it can write nothing more."""
+
+
+def report_fenced(exc: Fenced) -> int:
+    """Say why a fenced worker stops; the code it exits with."""
+    log.error(
+        "%s: another worker took over what this one was writing (it stalled past its "
+        "session timeout?); stopping without writing more, exit %d: restarted, it rejoins",
+        exc,
+        FENCED_EXIT_CODE,
+    )
+    return FENCED_EXIT_CODE
 
 
 def destinations(settings: Settings) -> dict[str, str]:
@@ -118,16 +145,21 @@ class Transactions:
             self._retrying(self._producer.commit_transaction)
         except KafkaException as exc:
             error: KafkaError = exc.args[0]
+            self._raise_if_fenced(error)
             if not error.txn_requires_abort():
                 raise
             self.abort()
             raise Aborted(error.str()) from None
 
     def write_changelog(self, partition: int, writes: Sequence[Written]) -> None:
-        self._producer.begin_transaction()
-        for written in writes:
-            self._produce(written, partition)
-        self._retrying(self._producer.commit_transaction)
+        try:
+            self._producer.begin_transaction()
+            for written in writes:
+                self._produce(written, partition)
+            self._retrying(self._producer.commit_transaction)
+        except KafkaException as exc:
+            self._raise_if_fenced(exc.args[0])
+            raise
 
     def abort(self) -> None:
         """Abort the open transaction; replace the producer if Kafka will not let it."""
@@ -137,6 +169,7 @@ class Transactions:
                 return
             except KafkaException as exc:
                 error: KafkaError = exc.args[0]
+                self._raise_if_fenced(error)
                 if error.fatal():
                     raise
                 log.warning("abort not completed yet: %s", error.str())
@@ -147,6 +180,11 @@ class Transactions:
 
     def poll(self) -> None:
         self._producer.poll(0)
+
+    def _raise_if_fenced(self, error: KafkaError) -> None:
+        if error.code() in _FENCED:
+            txn_id = self._config["transactional.id"]
+            raise Fenced(f"transactional.id {txn_id} is fenced: {error.str()}")
 
     def close(self) -> None:
         self._producer.flush(0)
