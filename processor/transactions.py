@@ -139,6 +139,14 @@ class Transactions:
                 for written in batch.changelog:
                     self._produce(written, batch.partition)
             if offsets is not None:
+                # KIP-447 checks the group generation when the offsets are added, never
+                # at the commit, and a successor restores once that generation is over.
+                # So the batch's records must be in the log before the offsets are sent:
+                # then the end offsets the successor's restore reads cover them, and it
+                # waits for this transaction's decision. Otherwise a worker that stalled
+                # after its offsets were taken but before its records were sent (linger,
+                # a slow leader) could commit a batch its successor never restored.
+                self._flush()
                 tps, group = offsets()
                 producer = self._producer
                 self._retrying(lambda t: producer.send_offsets_to_transaction(tps, group, t))
@@ -207,6 +215,12 @@ class Transactions:
                     raise StopUncommitted("the producer's queue is full") from None
                 self._producer.poll(0.05)
 
+    def _flush(self) -> None:
+        """Until every record produced is acknowledged, or failed (the commit reports it)."""
+        while self._producer.flush(_WAIT_S) > 0:
+            if self._stopping():
+                raise StopUncommitted("Kafka did not acknowledge the batch's records")
+
     def _retrying(self, call: Callable[[float], object]) -> None:
         """`call(timeout)` until it succeeds; a retriable failure (a broker outage) is retried.
 
@@ -271,7 +285,9 @@ class GroupWriter:
 
     def fence(self, partitions: Sequence[int]) -> None:
         """Nothing to do: the coordinator refuses a stale member's offsets, and its
-        transaction with them (KIP-447)."""
+        transaction with them (KIP-447). A transaction whose offsets it took before
+        the generation ended has its records in the log already (`Transactions.write`
+        flushes first), so the restore that follows this waits for its decision."""
 
     def write(self, batches: Sequence[Batch]) -> None:
         def offsets() -> tuple[list[TopicPartition], Any]:
