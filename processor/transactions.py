@@ -60,6 +60,7 @@ LIBRARY_LOG = logging.getLogger("livewindows.worker.librdkafka")
 
 _TIMEOUT_S = 30.0  # warn after this long without success
 _WAIT_S = 1.0  # one wait of a transaction call that is made again until it succeeds
+_FLUSH_WAIT_S = 0.1
 _ABORT_TRIES = 5
 _PARALLEL_WRITES = 16  # partitions whose transactions a Faust worker commits at once
 _FENCED = (KafkaError._FENCED, KafkaError.PRODUCER_FENCED)
@@ -216,10 +217,29 @@ class Transactions:
                 self._producer.poll(0.05)
 
     def _flush(self) -> None:
-        """Until every record produced is acknowledged, or failed (the commit reports it)."""
-        while self._producer.flush(_WAIT_S) > 0:
+        """Until every record produced is acknowledged, or the transaction has failed.
+
+        Once it has failed (a record refused), librdkafka holds the records not sent
+        yet until they time out (the transaction timeout, 60 s): each short wait is
+        followed by a look at the transaction's state, so the abort comes at once.
+        """
+        while self._producer.flush(_FLUSH_WAIT_S) > 0:
+            self._raise_if_failed()
             if self._stopping():
                 raise StopUncommitted("Kafka did not acknowledge the batch's records")
+
+    def _raise_if_failed(self) -> None:
+        """Raise the open transaction's error if it has one. librdkafka has no call
+        for its state, but refuses `begin_transaction` within a transaction, changing
+        nothing: with a state error while the transaction is fine, else with its error."""
+        try:
+            self._producer.begin_transaction()
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if error.fatal() or error.txn_requires_abort():
+                raise
+            return
+        raise RuntimeError("begin_transaction succeeded within a transaction")
 
     def _retrying(self, call: Callable[[float], object]) -> None:
         """`call(timeout)` until it succeeds; a retriable failure (a broker outage) is retried.
