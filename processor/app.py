@@ -68,10 +68,12 @@ from processor.ticks import Ticker
 from processor.tracing import BatchTracer
 from processor.transactions import (
     LIBRARY_LOG,
+    Fenced,
     PartitionWriter,
     Transactions,
     destinations,
     producer_config,
+    report_fenced,
 )
 from processor.windows import Config
 
@@ -142,6 +144,8 @@ def create_app(
                 await engine.handle(batch)
             except asyncio.CancelledError:
                 raise
+            except Fenced as exc:
+                exit_now(report_fenced(exc))
             except BaseException as exc:
                 _die(exc)
 
@@ -165,6 +169,10 @@ def create_app(
     app.timer(LOG_EVERY_S, name="counts")(log_counts)
 
     # Signal receivers: (sender, *args, signal=..., **kwargs).
+    async def on_assigned(sender: AppT, *args: Any, **_: Any) -> None:
+        assigned: set[TP] = args[0]
+        engine.assigned(tp.partition for tp in assigned if tp.topic == settings.events_topic)
+
     async def on_revoked(sender: AppT, *args: Any, **_: Any) -> None:
         revoked: set[TP] = args[0]
         await engine.revoke(tp.partition for tp in revoked if tp.topic == settings.events_topic)
@@ -173,6 +181,7 @@ def create_app(
         await log_counts()
         engine.ticker.close()
 
+    app.on_partitions_assigned.connect(_receiver(on_assigned))
     app.on_partitions_revoked.connect(_receiver(on_revoked))
     app.on_before_shutdown.connect(_receiver(on_shutdown))
     return app, engine.runtime
@@ -304,6 +313,8 @@ class _FaustEngine:
         self.ticker = Ticker(bootstrap, self._events, library)
         self._lock = asyncio.Lock()
         self._sought_at: dict[int, float] = {}
+        # What the group last assigned this worker, less what it revoked since.
+        self._assignable: set[int] = set()
 
     async def handle(self, batch: Sequence[EventT[bytes]]) -> None:
         fetched: defaultdict[int, list[Fetched]] = defaultdict(list)
@@ -320,6 +331,11 @@ class _FaustEngine:
             )
         async with self._lock:
             runtime = self.runtime
+            # A partition is restored on its first record, and restoring it fences
+            # whoever writes it now. Records Faust fetched before a revocation can
+            # still come after it: such a partition is someone else's by then.
+            for partition in [p for p in fetched if p not in self._assignable]:
+                del fetched[partition]
             new = [p for p in fetched if p not in runtime.parts]
             if new:
                 await asyncio.to_thread(runtime.assign, new)
@@ -346,9 +362,14 @@ class _FaustEngine:
             for partition, offset in gaps.items():
                 await self._seek_back(partition, offset)
 
+    def assigned(self, partitions: Iterable[int]) -> None:
+        self._assignable = set(partitions)
+
     async def revoke(self, partitions: Iterable[int]) -> None:
+        revoked = list(partitions)
+        self._assignable.difference_update(revoked)
         async with self._lock:
-            self.runtime.revoke(list(partitions))
+            self.runtime.revoke(revoked)
 
     async def _seek_back(self, partition: int, offset: int) -> None:
         """Faust delivered `offset` past the position: fetch the partition from its position."""

@@ -33,6 +33,7 @@ from processor.group import (
 )
 from processor.metrics import METRICS_HOST, serve_metrics
 from processor.restore import ensure_changelog
+from processor.transactions import Fenced, report_fenced
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -119,6 +120,8 @@ def _run_kafka_engine(
         clean = worker.run()
     except ConfigError:
         raise
+    except Fenced as exc:
+        return report_fenced(exc)
     except Exception as exc:
         log.critical("fatal error, stopping: %r", exc, exc_info=exc)
         return FATAL_EXIT_CODE
