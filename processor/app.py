@@ -268,7 +268,7 @@ class _FaustEngine:
             Config(settings.window_grace_ms, settings.reconnect_window_s),
             self._events,
             ChangelogConsumer(bootstrap, topics["changelog"], library),
-            EventsWatermarks(offsets, self._events),
+            EventsWatermarks(offsets, self._events, bootstrap, library),
             PartitionWriter(transactions),
         )
         self.ticker = Ticker(bootstrap, self._events, library)

@@ -102,7 +102,9 @@ class KafkaWorker:
             Config(settings.window_grace_ms, settings.reconnect_window_s),
             self._events,
             self._changelog,
-            EventsWatermarks(self._consumer, self._events),
+            EventsWatermarks(
+                self._consumer, self._events, settings.kafka_bootstrap_servers, LIBRARY_LOG
+            ),
             writer,
         )
         for signum in (signal.SIGTERM, signal.SIGINT):
