@@ -15,7 +15,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -187,7 +187,10 @@ def replay_partitions(
                     runners[partition] = PartitionRunner.fresh(
                         partition, message.topic() or "", config, 0
                     )
-                fetched[partition].append(Fetched(offset, message.key(), message.value(), 0))
+                fetched[partition].append(
+                    # Message.headers() is a list (the stubs allow a dict)
+                    Fetched(offset, message.key(), message.value(), 0, cast(Any, message.headers()))
+                )
                 if offset >= end - 1:
                     del ends[partition]
             for partition, records in fetched.items():
@@ -197,10 +200,30 @@ def replay_partitions(
                 counts.add(batch.counts)
                 for written in batch.outputs:
                     if written.destination == "windows":
+                        # as the runner made them: with its trace context headers, if any
+                        headers: Any = written.headers  # (confluent-kafka types it loosely)
                         try:
-                            produce(output_topic, written.value, written.key, on_delivery=delivered)
+                            if headers:
+                                produce(
+                                    output_topic,
+                                    written.value,
+                                    written.key,
+                                    on_delivery=delivered,
+                                    headers=headers,
+                                )
+                            else:
+                                produce(
+                                    output_topic, written.value, written.key, on_delivery=delivered
+                                )
                         except BufferError:
-                            _produce(producer, output_topic, written.key, written.value, delivered)
+                            _produce(
+                                producer,
+                                output_topic,
+                                written.key,
+                                written.value,
+                                delivered,
+                                headers,
+                            )
             poll(0)
             if failures:
                 raise KafkaException(failures[0])
@@ -245,10 +268,16 @@ def _produce(
     key: bytes | None,
     value: bytes,
     on_delivery: Callable[[KafkaError | None, Any], None],
+    headers: Any = None,
 ) -> None:
     while True:
         try:
-            producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+            if headers:
+                producer.produce(
+                    topic, value=value, key=key, on_delivery=on_delivery, headers=headers
+                )
+            else:
+                producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
             return
         except BufferError:
             producer.poll(0.1)

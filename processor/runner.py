@@ -25,7 +25,7 @@ from what the changelog holds: the runner's own state is then ahead of it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
@@ -64,7 +64,7 @@ class Fetched(NamedTuple):
     key: bytes | None
     value: bytes | None
     timestamp_ms: int  # the record's own timestamp; 0 if it has none
-    headers: Headers | None = None
+    headers: Sequence[tuple[str, bytes | None]] | None = None
 
 
 class Written(NamedTuple):
