@@ -24,7 +24,8 @@ event's record value (its offset instead; the runner reads a late event's value
 back), seen ids as 64-bit digests, and times as differences where they are close.
 A trace context is stored only where the event record had one. Format v1 (JSON
 objects, `processor.changelog_v1`) is still read, whichever engine or version wrote
-it; the position and the WAL stay JSON, readable by both.
+it. The position is the same byte and `[next offset, watermark]`; v1's JSON object
+is read too. The WAL (written only by an earlier version) stays JSON.
 
 The partition prefix makes a partition's keys recoverable from the changelog
 alone. All kinds of key of events partition p go to changelog partition p, in
@@ -232,11 +233,16 @@ class Position:
     watermark_ms: int | None
 
     def encode(self) -> bytes:
-        return orjson.dumps({"next_offset": self.next_offset, "watermark_ms": self.watermark_ms})
+        """Format v2: 0x02, then `[next_offset, watermark_ms]` in MessagePack (~15 bytes,
+        written with every batch; v1's JSON object took ~50)."""
+        return _V2 + _encode_msgpack([self.next_offset, self.watermark_ms])
 
     @classmethod
     def decode(cls, raw: bytes) -> Position:
-        stored = orjson.loads(raw)
+        if raw[:1] == _V2:
+            next_offset, watermark_ms = _decode_msgpack(memoryview(raw)[1:])
+            return cls(next_offset, watermark_ms)
+        stored = orjson.loads(raw)  # format v1
         return cls(int(stored["next_offset"]), stored["watermark_ms"])
 
 

@@ -1,8 +1,9 @@
 """Changelog format v1's writer, frozen as it was before format v2 (2026-12-05).
 
-A test double of the earlier version: it writes input values byte for byte as
-that version's `changelog.encode_input` did (`InputState.to_dict` under
-`{"offset", "state"}`), so the upgrade tests read what a deployment has stored.
+A test double of the earlier version: it writes input values and positions byte
+for byte as that version's `changelog.encode_input` (`InputState.to_dict` under
+`{"offset", "state"}`) and `Position.encode` did, so the upgrade tests read what a
+deployment has stored.
 v1 kept seen ids as strings: `ids` maps the digests v2 keeps back to them.
 """
 
@@ -54,3 +55,7 @@ def encode_input_v1(state: InputState, offset: int, ids: Mapping[bytes, str]) ->
             },
         }
     )
+
+
+def encode_position_v1(next_offset: int, watermark_ms: int | None) -> bytes:
+    return orjson.dumps({"next_offset": next_offset, "watermark_ms": watermark_ms})
