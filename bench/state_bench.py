@@ -31,7 +31,7 @@ from typing import Any
 
 from bench.common import Context, Result, Row, say
 from bench.dataset import DAY_MS, Filled, Spec, fill, records
-from bench.processor_bench import _worker
+from bench.processor_bench import _worker, topic_records
 
 NAME = "state"
 EVENTS_PER_INPUT = 100
@@ -220,24 +220,7 @@ def _mean_state(runners: list[Any], encode: Any) -> float:
 
 def _changelog_bytes(bootstrap: str, topic: str) -> int:
     """Keys and values of every record in `topic` (what the workers wrote, before compaction)."""
-    from confluent_kafka import Consumer, KafkaError, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-state",
-                         "enable.partition.eof": True, "enable.auto.commit": False,
-                         "isolation.level": "read_uncommitted"})  # fmt: skip
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        left = set(partitions)
-        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-        total = 0
-        deadline = time.monotonic() + 300
-        while left and time.monotonic() < deadline:
-            for message in consumer.consume(10_000, 1.0):
-                error = message.error()
-                if error is None:
-                    total += len(message.key() or b"") + len(message.value() or b"")
-                elif error.code() == KafkaError._PARTITION_EOF:
-                    left.discard(message.partition())
-        return total
-    finally:
-        consumer.close()
+    return sum(
+        len(key or b"") + len(value or b"")
+        for key, value in topic_records(bootstrap, topic, "read_uncommitted")
+    )

@@ -11,15 +11,12 @@ from hypothesis import strategies as st
 from processor.changelog import Position, decode_input, encode_input, fold, input_key, position_key
 from processor.codec import decode
 from processor.runner import Fetched, PartitionRunner, Written
-from processor.runtime import Runtime
-from processor.windows import Config, Event, InputState, seen_digest
+from processor.windows import Event, InputState, seen_digest
 from tests.kafkakit import event_value, tick_value
 from tests.processor.changelog_v1_frozen import encode_input_v1, encode_position_v1
 from tests.processor.fakes import FakeKafka
+from tests.processor.test_runtime import CONFIG, EVENTS, T, run_all, runtime
 
-CONFIG = Config(grace_ms=1000, reconnect_window_s=5)
-T = 1_790_000_000_000
-EVENTS = "events"
 TP = {name: f"00-{n:032x}-{n:016x}-01".encode() for n, name in enumerate("abcdefgh", 1)}
 
 
@@ -48,18 +45,6 @@ def records() -> list[Fetched]:
         headers = None if traceparent is None else [("traceparent", traceparent)]
         out.append(Fetched(offset, key, value, 1_000_000 + offset, headers))
     return out
-
-
-def runtime(kafka: FakeKafka) -> Runtime:
-    return Runtime(CONFIG, EVENTS, kafka, kafka, kafka)
-
-
-def run_all(rt: Runtime, fetched: list[Fetched], batch_size: int) -> None:
-    at = rt.parts[0].next_offset
-    while at < len(fetched):
-        chunk = fetched[at : at + batch_size]
-        rewind = rt.handle({0: chunk})
-        at = rewind.offsets[0] if rewind is not None else chunk[-1].offset + 1
 
 
 def uninterrupted() -> list[Written]:
