@@ -44,7 +44,7 @@ import msgspec
 import orjson
 
 from processor.changelog_v1 import decode_input_v1
-from processor.windows import Event, InputState, OpenWindow, window_id
+from processor.windows import Event, InputState, OpenWindow, seen_digest, window_id
 
 __all__ = [
     "CHANGELOG_CONFIG",
@@ -222,6 +222,7 @@ def _event(key: str, provider: str, input_id: str, stored: list[Any]) -> Event:
         value,
         offset,
         more[1] if len(more) > 1 else None,
+        seen_digest(event_id),
     )
 
 

@@ -57,4 +57,5 @@ def _event(item: list[Any]) -> Event:
         received_ms,
         rw_s,
         value.encode("utf-8"),
+        digest=seen_digest(event_id),
     )

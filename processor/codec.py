@@ -16,6 +16,7 @@ does not name) goes to pydantic, so what is decoded, and every refusal, is pydan
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Annotated, Literal, NotRequired, cast
 
@@ -24,7 +25,15 @@ import orjson
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
-from processor.windows import Event, LateEvent, Output, Record, Tick, WindowRecord
+from processor.windows import (
+    Event,
+    LateEvent,
+    Output,
+    Record,
+    Tick,
+    WindowRecord,
+    seen_digest,
+)
 from schemas.records import (
     EVENT_SCHEMA,
     LATEST_OCCURRED_MS,
@@ -123,6 +132,7 @@ _FAST_DECODE = msgspec.json.Decoder(_FastEvent | _FastTick).decode
 # brackets than this is never too deep (the producer's own limit is 64).
 _FAST_MAX_BRACKETS = 64
 _new_event = tuple.__new__  # a NamedTuple's own __new__ is a Python function: skipped
+_blake2b = hashlib.blake2b  # seen_digest, inlined
 
 
 def traceparent_of(headers: Sequence[tuple[str, bytes | None]] | None) -> bytes | None:
@@ -161,7 +171,7 @@ def decode_fast(
         received_ms = canonical_ms(fields.received_at)
     except (msgspec.MsgspecError, InvalidTimestamp):
         return None
-    provider, input_id = fields.provider, fields.input_id
+    provider, input_id, event_id = fields.provider, fields.input_id, fields.event_id
     event_key = f"{provider}:{input_id}"
     if (
         occurred_ms is None
@@ -173,7 +183,7 @@ def decode_fast(
     return _new_event(  # the field order of Event
         Event,
         (
-            fields.event_id,
+            event_id,
             event_key,
             provider,
             input_id,
@@ -184,6 +194,8 @@ def decode_fast(
             value,
             offset,
             traceparent_of(headers) if headers else None,
+            # once here, not twice in the core (a duplicate check, then its release)
+            _blake2b(event_id.encode(), digest_size=8).digest(),
         ),
     )
 
@@ -240,6 +252,7 @@ def decode_checked(
             value,
             offset,
             traceparent_of(headers),
+            seen_digest(fields["event_id"]),
         )
     except InvalidTimestamp as exc:
         raise DecodeError(str(exc)) from None

@@ -118,6 +118,7 @@ class Event(NamedTuple):
     value: bytes = b""
     offset: int = -1  # in its events partition; -1: unknown (a state stored by format v1)
     traceparent: bytes | None = None
+    digest: bytes = b""  # seen_digest(event_id), if the decoder computed it (b"": not yet)
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,7 +299,7 @@ def process(
         input_state = inputs.get(key)
         if input_state is None:
             input_state = inputs[key] = InputState()
-        elif _is_duplicate(input_state, record.event_id, state.watermark_ms):
+        elif _is_duplicate(input_state, record, state.watermark_ms):
             outputs.append(DuplicateEvent(record))
             return state, outputs
         input_state.buffer.append(record)
@@ -331,15 +332,16 @@ def process(
     return state, outputs
 
 
-def _is_duplicate(state: InputState, event_id: str, watermark_ms: int | None) -> bool:
+def _is_duplicate(state: InputState, record: Event, watermark_ms: int | None) -> bool:
     """Whether the id is buffered, or kept as seen under the SPEC §5 rule (the age is
     checked here: ids are forgotten only when their input is next released)."""
+    event_id = record.event_id
     for event in state.buffer:  # a loop: any() of a generator costs more
         if event.event_id == event_id:
             return True
     if not state.seen and not state.seen_at_last:
         return False
-    digest = seen_digest(event_id)
+    digest = record.digest or seen_digest(event_id)
     released_ms = state.seen.get(digest)
     if released_ms is not None and (
         watermark_ms is None or watermark_ms - released_ms < SEEN_KEEP_MS
@@ -389,7 +391,7 @@ def _release(state: InputState, watermark_ms: int, config: Config, outputs: list
         seen = state.seen
         for event in ready:
             occurred_ms = event.occurred_ms
-            digest = seen_digest(event.event_id)
+            digest = event.digest or seen_digest(event.event_id)
             last_applied_ms = state.last_applied_ms
             if last_applied_ms is not None and occurred_ms < last_applied_ms:
                 outputs.append(LateEvent(event, LATE_OLDER_THAN_APPLIED))
