@@ -22,7 +22,9 @@ Measured:
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 import time
 import zlib
 from collections.abc import Iterator
@@ -224,3 +226,11 @@ def _changelog_bytes(bootstrap: str, topic: str) -> int:
         len(key or b"") + len(value or b"")
         for key, value in topic_records(bootstrap, topic, "read_uncommitted")
     )
+
+
+if __name__ == "__main__":
+    # The offline part alone, no Kafka: python -m bench.state_bench [INPUTS]
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    spec = Spec(events=count * EVENTS_PER_INPUT, inputs=count, days=DAYS)
+    found = {"drain": offline(spec, DRAIN_BATCH), "one_record_batches": offline(spec, 1)}
+    print(json.dumps(found, indent=2))
