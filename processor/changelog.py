@@ -52,6 +52,7 @@ __all__ = [
     "WAL_PART_BYTES",
     "Position",
     "StoredPartition",
+    "UnknownFormat",
     "Wal",
     "changelog_topic",
     "decode_input",
@@ -147,6 +148,18 @@ def encode_input(state: InputState, offset: int) -> bytes:
     )
 
 
+class UnknownFormat(ValueError):
+    """A changelog value of a format this version does not know (a newer version wrote it)."""
+
+
+def _check_v1(raw: bytes) -> None:
+    if raw[:1] != b"{":
+        raise UnknownFormat(
+            f"changelog value of format version {raw[:1]!r}, unknown to this version (v1, v2): "
+            "written by a newer livewindows? Run that version, or reset the changelog and replay"
+        )
+
+
 def _buffered(event: Event) -> list[Any]:
     occurred_ms = event.occurred_ms
     item: list[Any] = [
@@ -170,6 +183,7 @@ def _buffered(event: Event) -> list[Any]:
 def decode_input(name: str, raw: bytes) -> tuple[InputState, int]:
     """Input `name`'s stored state (format v2 or v1) and the offset of the record that wrote it."""
     if raw[:1] != _V2:
+        _check_v1(raw)
         return decode_input_v1(raw)
     offset, status, last_ms, rw_ms, window, buffer, seen, times, at_last = _decode_msgpack(
         memoryview(raw)[1:]
@@ -243,7 +257,8 @@ class Position:
         if raw[:1] == _V2:
             next_offset, watermark_ms = _decode_msgpack(memoryview(raw)[1:])
             return cls(next_offset, watermark_ms)
-        stored = orjson.loads(raw)  # format v1
+        _check_v1(raw)
+        stored = orjson.loads(raw)
         return cls(int(stored["next_offset"]), stored["watermark_ms"])
 
 

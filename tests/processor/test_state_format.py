@@ -5,10 +5,19 @@ test_runtime.py; both engines restore through the same `Runtime`)."""
 from __future__ import annotations
 
 import orjson
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from processor.changelog import Position, decode_input, encode_input, fold, input_key, position_key
+from processor.changelog import (
+    Position,
+    UnknownFormat,
+    decode_input,
+    encode_input,
+    fold,
+    input_key,
+    position_key,
+)
 from processor.codec import decode
 from processor.runner import Fetched, PartitionRunner, Written
 from processor.windows import Event, InputState, seen_digest
@@ -199,3 +208,10 @@ def test_an_event_without_trace_context_costs_no_stored_byte() -> None:
     assert size["traced"] - size["plain"] == len(TP["a"]) + 3  # nil value, bin8 header
     restored, _ = decode_input("cloudflare:in1", encode_input(InputState(buffer=[traced]), 5))
     assert restored.buffer == [traced._replace(value=b"")]
+
+
+def test_a_value_of_a_format_this_version_does_not_know_is_named() -> None:
+    with pytest.raises(UnknownFormat, match=r"format version b'\\x03'"):
+        fold(0, [(input_key(0, "cloudflare:in1"), b"\x03\x90")])
+    with pytest.raises(UnknownFormat):
+        Position.decode(b"\x07")
