@@ -20,7 +20,7 @@ from processor.changelog import (
 )
 from processor.codec import decode
 from processor.runner import Fetched, PartitionRunner, Written
-from processor.windows import Event, InputState, seen_digest
+from processor.windows import Event, InputState, OpenWindow, seen_digest, window_id
 from tests.kafkakit import event_value, tick_value
 from tests.processor.changelog_v1_frozen import encode_input_v1, encode_position_v1
 from tests.processor.fakes import FakeKafka
@@ -215,3 +215,47 @@ def test_a_value_of_a_format_this_version_does_not_know_is_named() -> None:
         fold(0, [(input_key(0, "cloudflare:in1"), b"\x03\x90")])
     with pytest.raises(UnknownFormat):
         Position.decode(b"\x07")
+
+
+_MS = st.integers(0, 2**53)
+KINDS = ("connected", "disconnected", "errored", "ended", "other")
+_ID = st.text(min_size=1, max_size=40)
+
+
+@st.composite
+def input_states(draw: st.DrawFn) -> InputState:
+    """Any state the core can hold, in the fields the format stores."""
+    name = "fastpix:in-1"
+
+    def event(event_id: str) -> Event:
+        offset = draw(st.integers(-1, 2**40))
+        return Event(
+            event_id, name, "fastpix", "in-1", draw(st.sampled_from(KINDS)), draw(_MS),
+            draw(_MS), draw(st.none() | st.integers(0, 31_536_000)),
+            draw(st.binary(min_size=1)) if offset < 0 else b"", offset,
+            draw(st.none() | st.binary(min_size=1, max_size=60)), seen_digest(event_id),
+        )  # fmt: skip
+
+    window = None
+    if draw(st.booleans()):
+        opening = draw(_ID)
+        window = OpenWindow(
+            window_id("fastpix", "in-1", opening), "fastpix", "in-1", draw(_MS), draw(_MS),
+            draw(_MS), opening, draw(st.sampled_from(("disconnected", "errored"))),
+            draw(st.none() | st.binary(min_size=1, max_size=60)),
+        )  # fmt: skip
+    released = draw(st.lists(st.tuples(_ID, _MS), max_size=20, unique_by=lambda t: t[0]))
+    return InputState(
+        status=draw(st.sampled_from(("unknown", "live", "disconnected", "ended"))),
+        window=window,
+        buffer=[event(i) for i in draw(st.lists(_ID, max_size=4, unique=True))],
+        last_applied_ms=draw(st.none() | _MS),
+        seen={seen_digest(i): ms for i, ms in released},
+        seen_at_last=[seen_digest(i) for i in draw(st.lists(_ID, max_size=3))],
+        reconnect_window_ms=draw(st.none() | st.integers(0, 31_536_000_000)),
+    )
+
+
+@given(input_states(), st.integers(0, 2**62))
+def test_format_v2_round_trips_every_state(state: InputState, offset: int) -> None:
+    assert decode_input("fastpix:in-1", encode_input(state, offset)) == (state, offset)
