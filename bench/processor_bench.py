@@ -25,6 +25,7 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from bench.common import (
@@ -335,24 +336,30 @@ def _restart_s(ctx: Context, argv: list[str], env: dict[str, str], name: str) ->
 
 def _count_records(bootstrap: str, topic: str) -> int:
     """Records of `topic` a read_committed consumer sees (no markers, no aborted writes)."""
+    return sum(1 for _ in topic_records(bootstrap, topic))
+
+
+def topic_records(
+    bootstrap: str, topic: str, isolation: str = "read_committed"
+) -> Iterator[tuple[bytes | None, bytes | None]]:
+    """(key, value) of every record of `topic`, to its end (up to 300 s)."""
     from confluent_kafka import Consumer, KafkaError, TopicPartition
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-count",
-                         "enable.partition.eof": True, "enable.auto.commit": False})  # fmt: skip
+                         "enable.partition.eof": True, "enable.auto.commit": False,
+                         "isolation.level": isolation})  # fmt: skip
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         left = set(partitions)
         consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-        count = 0
         deadline = time.monotonic() + 300
         while left and time.monotonic() < deadline:
             for message in consumer.consume(10_000, 1.0):
                 error = message.error()
                 if error is None:
-                    count += 1
+                    yield message.key(), message.value()
                 elif error.code() == KafkaError._PARTITION_EOF:
                     left.discard(message.partition())
-        return count
     finally:
         consumer.close()
 

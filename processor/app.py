@@ -306,7 +306,7 @@ class _FaustEngine:
             Config(settings.window_grace_ms, settings.reconnect_window_s),
             self._events,
             ChangelogConsumer(bootstrap, topics["changelog"], library),
-            EventsWatermarks(offsets, self._events),
+            EventsWatermarks(offsets, self._events, bootstrap, library),
             PartitionWriter(transactions),
             None if tracer_provider is None else BatchTracer(tracer_provider, self._events),
         )

@@ -111,7 +111,9 @@ class KafkaWorker:
             Config(settings.window_grace_ms, settings.reconnect_window_s),
             self._events,
             self._changelog,
-            EventsWatermarks(self._consumer, self._events),
+            EventsWatermarks(
+                self._consumer, self._events, settings.kafka_bootstrap_servers, LIBRARY_LOG
+            ),
             writer,
             self._tracer,
         )

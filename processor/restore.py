@@ -156,15 +156,65 @@ class ChangelogConsumer:
 
 
 class EventsWatermarks:
-    """`EventsOffsets` over a consumer's watermark query."""
+    """`EventsOffsets` over a consumer's watermark query, and a consumer of its own (no
+    group) that reads a record back by offset, if given the bootstrap servers."""
 
-    def __init__(self, consumer: Consumer, topic: str) -> None:
+    def __init__(
+        self,
+        consumer: Consumer,
+        topic: str,
+        bootstrap: str | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
         self._consumer = consumer
         self._topic = topic
+        self._reader: Consumer | None = None
+        if bootstrap is not None:
+            config: dict[str, object] = {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"{topic}-read-back",  # never joined: partitions are assigned
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",  # an offset retention deleted: the next one
+            }
+            if logger is not None:
+                config["logger"] = logger
+            self._reader = Consumer(config)
 
     def earliest(self, partition: int) -> int:
         low, _high = watermark_offsets(self._consumer, TopicPartition(self._topic, partition))
         return low
+
+    def value_at(self, partition: int, offset: int) -> bytes | None:
+        """The value at `offset`: a restored buffered event that turned out late (rare)."""
+        reader = self._reader
+        if reader is None:
+            return None
+        reader.assign([TopicPartition(self._topic, partition, offset)])
+        deadline = time.monotonic() + _TIMEOUT_S
+        try:
+            while time.monotonic() < deadline:
+                message = reader.poll(0.5)
+                if message is None:
+                    continue
+                error = message.error()
+                if error is not None:
+                    if error.fatal():
+                        raise KafkaException(error)
+                    continue
+                found = message.offset()
+                if found is not None and found >= offset:
+                    return message.value() if found == offset else None
+            log.warning(
+                "%s[%d]@%d could not be read back within %.0f s",
+                self._topic,
+                partition,
+                offset,
+                _TIMEOUT_S,
+            )
+            return None
+        finally:
+            reader.unassign()
 
 
 def ensure_changelog(settings: Settings, partitions: int) -> None:

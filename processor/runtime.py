@@ -5,7 +5,8 @@ runtime which partitions it was assigned or lost. The runtime talks to Kafka
 through three small ports, so the same code runs over confluent-kafka in both
 engines and over in-memory fakes in the tests (`tests/processor/fakes.py`):
 - `ChangelogReader.read`: every record of some changelog partitions, to the end;
-- `EventsOffsets.earliest`: an events partition's first offset still in Kafka;
+- `EventsOffsets`: an events partition's first offset still in Kafka, and the
+  record value at an offset (a restored buffered event that turns out late);
 - `BatchWriter`: writes batches atomically (`processor.transactions`).
 
 Why a crash or a rebalance loses and changes no window
@@ -36,6 +37,7 @@ writes it again, in a transaction, before the first batch.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -90,6 +92,10 @@ class ChangelogReader(Protocol):
 class EventsOffsets(Protocol):
     def earliest(self, partition: int) -> int:
         """The first offset of the events partition still in Kafka."""
+        ...
+
+    def value_at(self, partition: int, offset: int) -> bytes | None:
+        """The value of the events record at `offset`; None if Kafka no longer has it."""
         ...
 
 
@@ -235,7 +241,12 @@ class Runtime:
             stored = fold(partition, read.get(partition, ()))
             earliest = self._events.earliest(partition)
             runner, restored = PartitionRunner.restore(
-                partition, self._events_topic, self._config, stored, earliest
+                partition,
+                self._events_topic,
+                self._config,
+                stored,
+                earliest,
+                functools.partial(self._events.value_at, partition),
             )
             if restored.redo:
                 self._writer.write_changelog(partition, restored.redo)

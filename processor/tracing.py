@@ -63,7 +63,9 @@ class BatchTracer:
                 span.set_status(self._status(self._error, f"{type(error).__name__}: {error}"))
             span.end()
 
-    def _span(self, partition: int, record: Fetched, headers: Sequence[tuple[str, bytes]]) -> Span:
+    def _span(
+        self, partition: int, record: Fetched, headers: Sequence[tuple[str, bytes | None]]
+    ) -> Span:
         carrier = {
             name: value.decode("latin-1") for name, value in headers if isinstance(value, bytes)
         }
