@@ -46,10 +46,29 @@ log = logging.getLogger("livewindows.worker")
 
 _TIMEOUT_S = 30.0
 _PROGRESS_S = 5.0
+# A partition whose leader went down with its node: a watermark query waits on the
+# leader the client knew until it times out, and is made again, until the cluster
+# has fenced that node and elected another leader (seconds), or the node is back.
+# A worker assigned partitions meanwhile must wait, not exit: the chaos run saw
+# workers exit (70) on each of the errors below while a node was being restarted.
+_LEADER_PATIENCE_S = 120.0
+_WATERMARK_TIMEOUT_S = 5.0
+# What Kafka answers while leadership moves (its InvalidMetadataException family):
+# the client asked with metadata that went stale, and will ask the new leader.
 _RETRIABLE = (
     KafkaError.NOT_LEADER_FOR_PARTITION,
     KafkaError.LEADER_NOT_AVAILABLE,
     KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError.FENCED_LEADER_EPOCH,
+    KafkaError.UNKNOWN_LEADER_EPOCH,
+    KafkaError.REPLICA_NOT_AVAILABLE,
+    KafkaError.OFFSET_NOT_AVAILABLE,
+    # librdkafka's own, for a request to a leader that went away meanwhile:
+    KafkaError._TIMED_OUT,
+    KafkaError._TRANSPORT,
+    KafkaError._DESTROY_BROKER,  # a fenced node left the metadata with the request on it
+    KafkaError._UNKNOWN_PARTITION,  # the metadata had no leader for it at that moment
+    KafkaError._ALL_BROKERS_DOWN,
 )
 
 T = TypeVar("T")
@@ -75,16 +94,16 @@ def watermark_offsets(consumer: Consumer, tp: TopicPartition) -> tuple[int, int]
     """(low, high) offsets of `tp`, retried while a leader is elected (a new topic)."""
 
     def queried() -> tuple[int, int]:
-        low, high = consumer.get_watermark_offsets(tp, timeout=_TIMEOUT_S)
+        low, high = consumer.get_watermark_offsets(tp, timeout=_WATERMARK_TIMEOUT_S)
         return int(low), int(high)
 
     return _while_leaders_move(queried)
 
 
-def _while_leaders_move(call: Callable[[], T]) -> T:
-    """`call()`, made again for up to `_TIMEOUT_S` while it fails because a partition
-    has no leader yet (a new topic, a broker that just went away)."""
-    deadline = time.monotonic() + _TIMEOUT_S
+def _while_leaders_move(call: Callable[[], T], patience_s: float = _LEADER_PATIENCE_S) -> T:
+    """`call()`, made again for up to `patience_s` while it fails because a partition
+    has no leader yet (a new topic, a broker that just went away) or it timed out."""
+    deadline = time.monotonic() + patience_s
     while True:
         try:
             return call()
