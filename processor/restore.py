@@ -76,7 +76,14 @@ Latest = dict[bytes, bytes | None]  # each key's last value (None: a tombstone)
 
 
 def end_offsets(admin: AdminClient, topic: str, partitions: Sequence[int]) -> dict[int, int]:
-    """Each partition's end offset at READ_UNCOMMITTED, retried while leaders are elected."""
+    """Each partition's end offset at READ_UNCOMMITTED, retried while leaders are elected.
+
+    librdkafka answers a partition whose leader is a node that died, not yet fenced,
+    with offset -1001 (OFFSET_INVALID) and no error. Taken as an end, it made the
+    restore read nothing: the partition started over from offset 0 with empty state
+    and wrote every window of it again (the chaos run: 45 copies read_committed).
+    So an offset below 0 is asked for again, as a leader being elected is.
+    """
 
     def listed() -> dict[int, int]:
         latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
@@ -85,9 +92,17 @@ def end_offsets(admin: AdminClient, topic: str, partitions: Sequence[int]) -> di
             isolation_level=IsolationLevel.READ_UNCOMMITTED,
             request_timeout=_TIMEOUT_S,
         )
-        return {tp.partition: future.result().offset for tp, future in futures.items()}
+        ends = {tp.partition: future.result().offset for tp, future in futures.items()}
+        return _known(ends)
 
     return _while_leaders_move(listed)
+
+
+def _known(offsets: dict[int, int]) -> dict[int, int]:
+    """`offsets`, or `LEADER_NOT_AVAILABLE` (retried) if one is not an offset."""
+    if any(offset < 0 for offset in offsets.values()):
+        raise KafkaException(KafkaError(KafkaError.LEADER_NOT_AVAILABLE))
+    return offsets
 
 
 def watermark_offsets(consumer: Consumer, tp: TopicPartition) -> tuple[int, int]:
@@ -95,7 +110,8 @@ def watermark_offsets(consumer: Consumer, tp: TopicPartition) -> tuple[int, int]
 
     def queried() -> tuple[int, int]:
         low, high = consumer.get_watermark_offsets(tp, timeout=_WATERMARK_TIMEOUT_S)
-        return int(low), int(high)
+        known = _known({0: int(low), 1: int(high)})
+        return known[0], known[1]
 
     return _while_leaders_move(queried)
 

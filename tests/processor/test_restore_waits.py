@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_INVALID, KafkaError, KafkaException, TopicPartition
 
-from processor.restore import watermark_offsets
+from processor.restore import end_offsets, watermark_offsets
 
 
 class _Consumer:
@@ -43,3 +43,36 @@ def test_a_watermark_query_refused_for_good_is_not_made_again() -> None:
     with pytest.raises(KafkaException):
         watermark_offsets(consumer, TopicPartition("events", 0))  # type: ignore[arg-type]
     assert len(consumer.timeouts) == 1
+
+
+class _Listed:
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+
+
+class _Future:
+    def __init__(self, offset: int) -> None:
+        self._offset = offset
+
+    def result(self) -> _Listed:
+        return _Listed(self._offset)
+
+
+class _Admin:
+    """Answers `list_offsets` with each round of offsets given in turn, without errors."""
+
+    def __init__(self, *rounds: dict[int, int]) -> None:
+        self.rounds = list(rounds)
+
+    def list_offsets(self, wanted: dict[TopicPartition, object], **_: object) -> dict:  # type: ignore[type-arg]
+        answer = self.rounds.pop(0)
+        return {tp: _Future(answer[tp.partition]) for tp in wanted}
+
+
+def test_an_end_offset_not_known_is_asked_for_again_not_taken_for_an_empty_partition() -> None:
+    # A node of three SIGKILLed under load: until it was fenced, librdkafka answered
+    # its partitions with -1001 and no error; the restore took that for an empty
+    # changelog, began the partition again at 0 and wrote its windows a second time.
+    admin = _Admin({0: 55, 1: OFFSET_INVALID}, {0: 55, 1: 55})
+    assert end_offsets(admin, "changelog", [0, 1]) == {0: 55, 1: 55}  # type: ignore[arg-type]
+    assert admin.rounds == []
