@@ -46,13 +46,13 @@ log = logging.getLogger("livewindows.worker")
 
 _TIMEOUT_S = 30.0
 _PROGRESS_S = 5.0
-# A partition whose leader went down with its node: a watermark query waits on the
+# A partition whose leader went down with its node: an offset query waits on the
 # leader the client knew until it times out, and is made again, until the cluster
 # has fenced that node and elected another leader (seconds), or the node is back.
 # A worker assigned partitions meanwhile must wait, not exit: the chaos run saw
 # workers exit (70) on each of the errors below while a node was being restarted.
 _LEADER_PATIENCE_S = 120.0
-_WATERMARK_TIMEOUT_S = 5.0
+_QUERY_TIMEOUT_S = 5.0
 # What Kafka answers while leadership moves (its InvalidMetadataException family):
 # the client asked with metadata that went stale, and will ask the new leader.
 _RETRIABLE = (
@@ -82,7 +82,8 @@ def end_offsets(admin: AdminClient, topic: str, partitions: Sequence[int]) -> di
     with offset -1001 (OFFSET_INVALID) and no error. Taken as an end, it made the
     restore read nothing: the partition started over from offset 0 with empty state
     and wrote every window of it again (the chaos run: 45 copies read_committed).
-    So an offset below 0 is asked for again, as a leader being elected is.
+    So an offset below 0 is asked for again, as a leader being elected is, after
+    the topic's metadata was read again (which names the new leader).
     """
 
     def listed() -> dict[int, int]:
@@ -90,9 +91,13 @@ def end_offsets(admin: AdminClient, topic: str, partitions: Sequence[int]) -> di
         futures = admin.list_offsets(
             {TopicPartition(topic, p): latest for p in partitions},
             isolation_level=IsolationLevel.READ_UNCOMMITTED,
-            request_timeout=_TIMEOUT_S,
+            request_timeout=_QUERY_TIMEOUT_S,
         )
         ends = {tp.partition: future.result().offset for tp, future in futures.items()}
+        if any(end < 0 for end in ends.values()):
+            # No error means no metadata refresh by librdkafka: its cached leader, the
+            # dead node, would be asked again until the periodic refresh (5 min).
+            admin.list_topics(topic, timeout=_QUERY_TIMEOUT_S)
         return _known(ends)
 
     return _while_leaders_move(listed)
@@ -109,7 +114,7 @@ def watermark_offsets(consumer: Consumer, tp: TopicPartition) -> tuple[int, int]
     """(low, high) offsets of `tp`, retried while a leader is elected (a new topic)."""
 
     def queried() -> tuple[int, int]:
-        low, high = consumer.get_watermark_offsets(tp, timeout=_WATERMARK_TIMEOUT_S)
+        low, high = consumer.get_watermark_offsets(tp, timeout=_QUERY_TIMEOUT_S)
         known = _known({0: int(low), 1: int(high)})
         return known[0], known[1]
 
