@@ -86,6 +86,7 @@ SHORT = Plan(
         Fault(8, "broker", 1),
         Fault(14, "producer", down_s=1.0),
     ),
+    settle_s=120,  # the rounds that passed settled within 25 s; a hang fails sooner
     together=True,
 )
 # `make chaos`: every kind several times, data dirs lost, both workers at once.
