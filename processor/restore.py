@@ -75,30 +75,30 @@ T = TypeVar("T")
 Latest = dict[bytes, bytes | None]  # each key's last value (None: a tombstone)
 
 
-def end_offsets(admin: AdminClient, topic: str, partitions: Sequence[int]) -> dict[int, int]:
-    """Each partition's end offset at READ_UNCOMMITTED, retried while leaders are elected.
+def end_offsets(
+    admins: Callable[[], AdminClient], topic: str, partitions: Sequence[int]
+) -> dict[int, int]:
+    """Each partition's end offset at READ_UNCOMMITTED, retried while leaders are elected;
+    each attempt with a client from `admins()`.
 
-    librdkafka answers a partition whose leader is a node that died, not yet fenced,
-    with offset -1001 (OFFSET_INVALID) and no error. Taken as an end, it made the
-    restore read nothing: the partition started over from offset 0 with empty state
-    and wrote every window of it again (the chaos run: 45 copies read_committed).
-    So an offset below 0 is asked for again, as a leader being elected is, after
-    the topic's metadata was read again (which names the new leader).
+    librdkafka answers a partition whose leader is a node that died with offset -1001
+    (OFFSET_INVALID) and no error. Taken as an end, it made the restore read nothing:
+    the partition started over from offset 0 with empty state and wrote every window
+    of it again (the chaos run: 45 copies read_committed). So an offset below 0 is
+    asked for again, as a leader being elected is, by a new client: a client that
+    answered -1001 went on answering it for minutes after the leaders had moved
+    (even after reading the topic's metadata again), while a new one had the offsets
+    at once.
     """
 
     def listed() -> dict[int, int]:
         latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
-        futures = admin.list_offsets(
+        futures = admins().list_offsets(
             {TopicPartition(topic, p): latest for p in partitions},
             isolation_level=IsolationLevel.READ_UNCOMMITTED,
             request_timeout=_QUERY_TIMEOUT_S,
         )
-        ends = {tp.partition: future.result().offset for tp, future in futures.items()}
-        if any(end < 0 for end in ends.values()):
-            # No error means no metadata refresh by librdkafka: its cached leader, the
-            # dead node, would be asked again until the periodic refresh (5 min).
-            admin.list_topics(topic, timeout=_QUERY_TIMEOUT_S)
-        return _known(ends)
+        return _known({tp.partition: future.result().offset for tp, future in futures.items()})
 
     return _while_leaders_move(listed)
 
@@ -140,7 +140,7 @@ class ChangelogConsumer:
 
     def __init__(self, bootstrap: str, topic: str, logger: logging.Logger) -> None:
         self._topic = topic
-        self._admin = AdminClient(admin_config(bootstrap, logger))
+        self._admin_config = admin_config(bootstrap, logger)
         self._consumer = Consumer(
             {
                 # The group is never joined: partitions are assigned.
@@ -153,7 +153,7 @@ class ChangelogConsumer:
         self, partitions: Sequence[int]
     ) -> dict[int, Iterable[tuple[bytes | None, bytes | None]]]:
         latest: dict[int, Latest] = {p: {} for p in partitions}
-        ends = {p: end for p, end in end_offsets(self._admin, self._topic, partitions).items()}
+        ends = end_offsets(self._new_admin, self._topic, partitions)
         ends = {p: end for p, end in ends.items() if end > 0}
         if not ends:
             return {p: () for p in partitions}
@@ -190,6 +190,10 @@ class ChangelogConsumer:
             consumer.unassign()
         log.debug("read %d changelog records in %.1f s", records, time.monotonic() - began)
         return {p: keys.items() for p, keys in latest.items()}
+
+    def _new_admin(self) -> AdminClient:
+        """A client of its own for each query (`end_offsets` says why); restores are rare."""
+        return AdminClient(self._admin_config)
 
     def close(self) -> None:
         self._consumer.close()
