@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TypeVar
 
 from confluent_kafka import (
@@ -93,12 +94,19 @@ def end_offsets(
 
     def listed() -> dict[int, int]:
         latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
-        futures = admins().list_offsets(
+        admin = admins()  # held until the answers are in: a client destroyed drops them
+        futures = admin.list_offsets(
             {TopicPartition(topic, p): latest for p in partitions},
             isolation_level=IsolationLevel.READ_UNCOMMITTED,
             request_timeout=_QUERY_TIMEOUT_S,
         )
-        return _known({tp.partition: future.result().offset for tp, future in futures.items()})
+        try:
+            ends = {
+                tp.partition: f.result(2 * _QUERY_TIMEOUT_S).offset for tp, f in futures.items()
+            }
+        except FutureTimeout:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT)) from None
+        return _known(ends)
 
     return _while_leaders_move(listed)
 

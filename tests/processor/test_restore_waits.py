@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 import pytest
 from confluent_kafka import OFFSET_INVALID, KafkaError, KafkaException, TopicPartition
 
@@ -51,34 +53,44 @@ class _Listed:
 
 
 class _Future:
-    def __init__(self, offset: int) -> None:
-        self._offset = offset
+    """An answer that only comes while its client lives (librdkafka drops the answers
+    of a client that is destroyed: its futures never complete)."""
 
-    def result(self) -> _Listed:
+    def __init__(self, offset: int, client: _Client) -> None:
+        self._offset = offset
+        self._client = weakref.ref(client)
+
+    def result(self, timeout: float | None = None) -> _Listed:
+        assert self._client() is not None, "the client was destroyed before its answer"
         return _Listed(self._offset)
 
 
-class _Admin:
-    """Answers `list_offsets` with each round of offsets given in turn, without errors."""
+class _Client:
+    def __init__(self, rounds: list[dict[int, int]]) -> None:
+        self._rounds = rounds
+
+    def list_offsets(self, wanted: dict[TopicPartition, object], **_: object) -> dict:  # type: ignore[type-arg]
+        answer = self._rounds.pop(0)
+        return {tp: _Future(answer[tp.partition], self) for tp in wanted}
+
+
+class _Admins:
+    """A new client for each call, answering each round of offsets in turn, no errors."""
 
     def __init__(self, *rounds: dict[int, int]) -> None:
         self.rounds = list(rounds)
         self.clients = 0
 
-    def new(self) -> _Admin:
+    def __call__(self) -> _Client:
         self.clients += 1
-        return self
-
-    def list_offsets(self, wanted: dict[TopicPartition, object], **_: object) -> dict:  # type: ignore[type-arg]
-        answer = self.rounds.pop(0)
-        return {tp: _Future(answer[tp.partition]) for tp in wanted}
+        return _Client(self.rounds)
 
 
 def test_an_end_offset_not_known_is_asked_for_again_not_taken_for_an_empty_partition() -> None:
-    # A node of three SIGKILLed under load: until it was fenced, librdkafka answered
-    # its partitions with -1001 and no error; the restore took that for an empty
-    # changelog, began the partition again at 0 and wrote its windows a second time.
-    admin = _Admin({0: 55, 1: OFFSET_INVALID}, {0: 55, 1: 55})
-    assert end_offsets(admin.new, "changelog", [0, 1]) == {0: 55, 1: 55}  # type: ignore[arg-type]
-    assert admin.rounds == []
-    assert admin.clients == 2  # the client that answered -1001 went on answering it
+    # A node of three SIGKILLed under load: librdkafka answered its partitions with
+    # -1001 and no error; the restore took that for an empty changelog, began the
+    # partition again at 0 and wrote its windows a second time.
+    admins = _Admins({0: 55, 1: OFFSET_INVALID}, {0: 55, 1: 55})
+    assert end_offsets(admins, "changelog", [0, 1]) == {0: 55, 1: 55}  # type: ignore[arg-type]
+    assert admins.rounds == []
+    assert admins.clients == 2  # the client that answered -1001 went on answering it
