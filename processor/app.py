@@ -48,12 +48,10 @@ from pathlib import Path
 from typing import Any, cast
 
 import faust
-from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 from faust.types import TP, AppT, EventT, StreamT
 from mode.supervisors import CrashingSupervisor
 
-from plumbing.clients import reader_config
 from plumbing.processes import FATAL_EXIT_CODE, exit_now
 from plumbing.settings import Settings
 from processor.counts import LOG_EVERY_S, CountsLog
@@ -262,12 +260,11 @@ class _FaustEngine:
             txn_id = f"{app_id}-faust-{partition}"
             return Transactions(producer_config(bootstrap, txn_id), topics, _never)
 
-        offsets = Consumer(reader_config(bootstrap, f"{app_id}-offsets", library))
         self.runtime = Runtime(
             Config(settings.window_grace_ms, settings.reconnect_window_s),
             self._events,
             ChangelogConsumer(bootstrap, topics["changelog"], library),
-            EventsWatermarks(offsets, self._events),
+            EventsWatermarks(bootstrap, self._events, library),
             PartitionWriter(transactions),
         )
         self.ticker = Ticker(bootstrap, self._events, library)

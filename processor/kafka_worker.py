@@ -98,7 +98,7 @@ class KafkaWorker:
             Config(settings.window_grace_ms, settings.reconnect_window_s),
             self._events,
             self._changelog,
-            EventsWatermarks(self._consumer, self._events),
+            EventsWatermarks(settings.kafka_bootstrap_servers, self._events, LIBRARY_LOG),
             writer,
         )
         for signum in (signal.SIGTERM, signal.SIGINT):

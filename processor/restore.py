@@ -91,24 +91,25 @@ def end_offsets(
     (even after reading the topic's metadata again), while a new one had the offsets
     at once.
     """
+    latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+    return _while_leaders_move(lambda: _listed(admins(), topic, partitions, latest))
 
-    def listed() -> dict[int, int]:
-        latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
-        admin = admins()  # held until the answers are in: a client destroyed drops them
-        futures = admin.list_offsets(
-            {TopicPartition(topic, p): latest for p in partitions},
-            isolation_level=IsolationLevel.READ_UNCOMMITTED,
-            request_timeout=_QUERY_TIMEOUT_S,
-        )
-        try:
-            ends = {
-                tp.partition: f.result(2 * _QUERY_TIMEOUT_S).offset for tp, f in futures.items()
-            }
-        except FutureTimeout:
-            raise KafkaException(KafkaError(KafkaError._TIMED_OUT)) from None
-        return _known(ends)
 
-    return _while_leaders_move(listed)
+def _listed(
+    admin: AdminClient, topic: str, partitions: Sequence[int], spec: OffsetSpec
+) -> dict[int, int]:
+    """One ListOffsets of `partitions`; `admin` is held until the answers are in (a
+    client destroyed drops them: its futures never complete)."""
+    futures = admin.list_offsets(
+        {TopicPartition(topic, p): spec for p in partitions},
+        isolation_level=IsolationLevel.READ_UNCOMMITTED,
+        request_timeout=_QUERY_TIMEOUT_S,
+    )
+    try:
+        offsets = {tp.partition: f.result(2 * _QUERY_TIMEOUT_S).offset for tp, f in futures.items()}
+    except FutureTimeout:
+        raise KafkaException(KafkaError(KafkaError._TIMED_OUT)) from None
+    return _known(offsets)
 
 
 def _known(offsets: dict[int, int]) -> dict[int, int]:
@@ -208,15 +209,20 @@ class ChangelogConsumer:
 
 
 class EventsWatermarks:
-    """`EventsOffsets` over a consumer's watermark query."""
+    """`EventsOffsets` over ListOffsets, a new admin client for each query: a worker's
+    long-lived consumer answered _UNKNOWN_PARTITION for 120 s after a broker node was
+    killed (its metadata never named the new leader), and the worker exited."""
 
-    def __init__(self, consumer: Consumer, topic: str) -> None:
-        self._consumer = consumer
+    def __init__(self, bootstrap: str, topic: str, logger: logging.Logger) -> None:
+        self._admin_config = admin_config(bootstrap, logger)
         self._topic = topic
 
     def earliest(self, partition: int) -> int:
-        low, _high = watermark_offsets(self._consumer, TopicPartition(self._topic, partition))
-        return low
+        earliest = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
+        listed = _while_leaders_move(
+            lambda: _listed(AdminClient(self._admin_config), self._topic, [partition], earliest)
+        )
+        return listed[partition]
 
 
 def ensure_changelog(settings: Settings, partitions: int) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import weakref
 
 import pytest
 from confluent_kafka import OFFSET_INVALID, KafkaError, KafkaException, TopicPartition
 
+from processor import restore
 from processor.restore import end_offsets, watermark_offsets
 
 
@@ -56,7 +58,7 @@ class _Future:
     """An answer that only comes while its client lives (librdkafka drops the answers
     of a client that is destroyed: its futures never complete)."""
 
-    def __init__(self, offset: int, client: _Client) -> None:
+    def __init__(self, offset: int, client: object) -> None:
         self._offset = offset
         self._client = weakref.ref(client)
 
@@ -94,3 +96,34 @@ def test_an_end_offset_not_known_is_asked_for_again_not_taken_for_an_empty_parti
     assert end_offsets(admins, "changelog", [0, 1]) == {0: 55, 1: 55}  # type: ignore[arg-type]
     assert admins.rounds == []
     assert admins.clients == 2  # the client that answered -1001 went on answering it
+
+
+class _Failed:
+    def __init__(self, code: int) -> None:
+        self._code = code
+
+    def result(self, timeout: float | None = None) -> _Listed:
+        raise KafkaException(KafkaError(self._code))
+
+
+def test_the_earliest_offset_is_asked_by_a_new_client_while_one_does_not_know_the_leader(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A worker's long-lived consumer answered _UNKNOWN_PARTITION for 120 s after a
+    # broker node was killed, and the worker exited; a new client knew the leader.
+    made: list[int] = []
+
+    class Client:
+        def __init__(self, config: dict[str, object]) -> None:
+            made.append(1)
+            self._knows = len(made) > 1
+
+        def list_offsets(self, wanted: dict[TopicPartition, object], **_: object) -> dict:  # type: ignore[type-arg]
+            if not self._knows:
+                return {tp: _Failed(KafkaError._UNKNOWN_PARTITION) for tp in wanted}
+            return {tp: _Future(7, self) for tp in wanted}
+
+    monkeypatch.setattr(restore, "AdminClient", Client)
+    watermarks = restore.EventsWatermarks("127.0.0.1:1", "events", logging.getLogger("test"))
+    assert watermarks.earliest(3) == 7
+    assert len(made) == 2
