@@ -26,6 +26,7 @@ BENCHMARKS = {
     "replay": "bench.replay_bench",
     "processor": "bench.processor_bench",
     "e2e": "bench.e2e_bench",
+    "state": "bench.state_bench",
 }
 
 

@@ -10,6 +10,12 @@ to every partition each simulated second, as the worker writes them.
 
 Values are the producer's exact record shape (field order of `Event.model_dump`),
 built from templates rather than through pydantic so a million cost seconds.
+
+`Spec.days` > 0 makes the long-lived dataset instead (`bench.state_bench`): every
+input has `events / inputs` events in short sessions spread over that many days,
+a tick to every partition each simulated `LONG_TICK_MS`, and times from
+`FUTURE_BASE_MS` on, so the wall-clock ticks a worker writes into the topic are
+always behind its watermark and change nothing.
 """
 
 from __future__ import annotations
@@ -33,6 +39,9 @@ from schemas.timestamps import format_ms
 # Simulated time starts here (fixed, so a dataset is the same bytes on every run).
 BASE_MS = 1_767_225_600_000  # 2026-01-01T00:00:00.000Z
 TICK_MS = 1000
+FUTURE_BASE_MS = 1_893_456_000_000  # 2030-01-01T00:00:00.000Z
+LONG_TICK_MS = 300_000
+DAY_MS = 86_400_000
 PROVIDERS = ("cloudflare", "fastpix", "gjirafa")
 PROVIDER_WEIGHTS = (0.4, 0.35, 0.25)
 
@@ -71,6 +80,15 @@ class Spec:
     inputs: int
     partitions: int = 6
     seed: int = 20260101
+    days: int = 0  # > 0: the long-lived dataset over that many days
+
+    @property
+    def base_ms(self) -> int:
+        return FUTURE_BASE_MS if self.days else BASE_MS
+
+    @property
+    def tick_ms(self) -> int:
+        return LONG_TICK_MS if self.days else TICK_MS
 
     @property
     def span_ms(self) -> int:
@@ -127,6 +145,21 @@ def _session(
     return events
 
 
+def _sessions_over_days(
+    rng: random.Random, provider: str, spec: Spec, length: int
+) -> list[tuple[int, str]]:
+    """`length` events of one input: sessions of 3-6 events, each starting at a random
+    time of the `spec.days` days (a session lasts minutes)."""
+    lengths = []
+    while sum(lengths) < length:
+        lengths.append(min(rng.randint(3, 6), length - sum(lengths)))
+    starts = sorted(rng.randrange(spec.days * DAY_MS) for _ in lengths)
+    events: list[tuple[int, str]] = []
+    for start, n in zip(starts, lengths, strict=True):
+        events += _session(rng, provider, spec.base_ms + start, n)[:n]
+    return events
+
+
 def _plan(spec: Spec) -> tuple[list[_Planned], list[tuple[str, str]]]:
     """Every event of the dataset in arrival order, and (provider, input_id) per input."""
     rng = random.Random(spec.seed)
@@ -141,11 +174,18 @@ def _plan(spec: Spec) -> tuple[list[_Planned], list[tuple[str, str]]]:
         left = spec.inputs - n
         if left == 1:
             length = remaining  # the last input absorbs the rounding
+        elif spec.days:
+            length = spec.events // spec.inputs
         else:
             mean = remaining / left
             length = min(max(3, round(rng.gauss(mean, mean / 3))), remaining - 3 * (left - 1))
         retries = min(length - 3, sum(1 for _ in range(length) if rng.random() < 0.01))
-        session = _session(rng, provider, BASE_MS + rng.randrange(spec.span_ms), length - retries)
+        if spec.days:
+            session = _sessions_over_days(rng, provider, spec, length - retries)
+        else:
+            session = _session(
+                rng, provider, BASE_MS + rng.randrange(spec.span_ms), length - retries
+            )
         sent: list[_Planned] = []
         for occurred_ms, kind in session:
             delay = rng.randint(50, 800) if rng.random() < 0.98 else rng.randint(2_000, 8_000)
@@ -189,13 +229,14 @@ def records(spec: Spec) -> Iterator[tuple[bytes, bytes, int | None]]:
     """(key, value, partition) in append order; partition is set for ticks only."""
     planned, inputs = _plan(spec)
     tick_key, _ = encode_tick(0)
-    next_tick = (planned[0].received_ms // TICK_MS + 1) * TICK_MS if planned else 0
+    tick_ms = spec.tick_ms
+    next_tick = (planned[0].received_ms // tick_ms + 1) * tick_ms if planned else 0
     for p in planned:
         while p.received_ms >= next_tick:
             _, value = encode_tick(next_tick)
             for partition in range(spec.partitions):
                 yield tick_key, value, partition
-            next_tick += TICK_MS
+            next_tick += tick_ms
         provider, input_id = inputs[p.input_no]
         yield f"{provider}:{input_id}".encode(), _event_value(p, provider, input_id), None
     # A last tick far enough ahead that every buffered event is released.

@@ -2,11 +2,15 @@
 
 Both engines are measured, each with a fresh app id (consumer group and changelog):
 `--engine kafka` (confluent-kafka loop, one transaction per batch) and `--engine
-faust`. `BENCH_PROCESSOR_ENGINES=kafka` (comma-separated) measures only those.
+faust`. `BENCH_PROCESSOR_ENGINES=kafka` (comma-separated) measures only those;
+`BENCH_PROCESSOR_EVENTS=N` sizes a trial run (default 1,000,000).
 
 The topic holds 1,000,000 realistic events over 100,000 inputs in 6 partitions
-(`bench.dataset`), with ticks. Baseline in the same run: `bench.plainloop`, a
-plain confluent-kafka loop around the same core that also writes the windows.
+(`bench.dataset`), with ticks. Baselines in the same run: `bench.plainloop`, a
+plain confluent-kafka loop around the same core that also writes the windows,
+for both engines; and for the Faust engine also `bench.bare_faust`, a bare
+faust-streaming agent that only iterates and acks (the Faust engine's target
+is 0.6 of it).
 Progress is the worker's committed offsets (its consumer group), sampled every
 second, up to the pre-filled end offsets (the worker's own ticks come after).
 The run ends when the group's lag on the pre-filled records is 0 or after a cap
@@ -21,6 +25,7 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from bench.common import (
@@ -40,6 +45,7 @@ GRACE_MS = 5000
 RECONNECT_WINDOW_S = 60
 TARGET_PER_S = 20_000
 TARGET_RATIO = 0.5
+FAUST_TARGET_RATIO = 0.6  # of the bare faust-streaming agent
 CAP_S = 450.0
 QUICK_CAP_S = 20.0
 RESTART_CAP_S = 300.0  # a restart over the drained state, to "recovery done"
@@ -47,7 +53,9 @@ _MIB = 1024 * 1024
 
 
 def dataset_spec(ctx: Context) -> Spec:
-    return Spec(events=20_000, inputs=2_000) if ctx.quick else Spec(1_000_000, 100_000)
+    """1M events over 100k inputs; `BENCH_PROCESSOR_EVENTS=N` for N over N/10 (a trial)."""
+    events = int(os.environ.get("BENCH_PROCESSOR_EVENTS", 20_000 if ctx.quick else 1_000_000))
+    return Spec(events, max(1, events // 10))
 
 
 def events_dataset(ctx: Context) -> Filled:
@@ -88,6 +96,14 @@ def plain_loop(ctx: Context, filled: Filled) -> dict[str, Any]:
     return found
 
 
+def bare_faust(ctx: Context, filled: Filled) -> dict[str, Any]:
+    """The Faust engine's baseline: a bare faust-streaming agent over the same topic."""
+    spec = {"bootstrap": ctx.bootstrap, "topic": filled.topic, "records": sum(filled.ends.values())}
+    found = run_module(ctx, "bench.bare_faust", spec, "bare-faust")
+    say(f"bare faust agent: {found['records_per_s']:,.0f} records/s")
+    return found
+
+
 def run_module(
     ctx: Context, module: str, spec: dict[str, Any], label: str, *, profile_s: float = 0
 ) -> dict[str, Any]:
@@ -118,6 +134,7 @@ def run(ctx: Context) -> Result:
     spec = dataset_spec(ctx)
     baseline = plain_loop(ctx, filled)
     engines = os.environ.get("BENCH_PROCESSOR_ENGINES", "kafka,faust").split(",")
+    bare = bare_faust(ctx, filled) if "faust" in engines else None
     workers = {engine: _worker(ctx, filled, baseline["windows"], engine) for engine in engines}
     result = Result(NAME)
     result.parameters = {
@@ -135,6 +152,8 @@ def run(ctx: Context) -> Result:
         "from its first commit to the end of the run",
     }
     result.metrics = {"plain_loop": baseline}
+    if bare is not None:
+        result.metrics["bare_faust"] = bare
     base_rate = baseline["records_per_s"]
     for engine, worker in workers.items():
         result.metrics[_metric_key(engine)] = worker
@@ -145,6 +164,14 @@ def run(ctx: Context) -> Result:
                 "plain confluent-kafka loop, same core", base_rate,
                 f">= {TARGET_PER_S:,}/s and >= {TARGET_RATIO}x plain loop", ok)
         )  # fmt: skip
+        if engine == "faust" and bare is not None:
+            bare_rate = bare["records_per_s"]
+            result.rows.append(
+                Row("records/s, one worker, --engine faust, against bare Faust", rate, "/s",
+                    "bare faust-streaming agent (iterate and ack)", bare_rate,
+                    f">= {FAUST_TARGET_RATIO}x bare Faust",
+                    rate >= FAUST_TARGET_RATIO * bare_rate)
+            )  # fmt: skip
     for engine, worker in workers.items():
         result.rows.append(
             Row(f"worker peak RSS, --engine {engine}", worker["peak_rss_mib"], "MiB",
@@ -309,24 +336,30 @@ def _restart_s(ctx: Context, argv: list[str], env: dict[str, str], name: str) ->
 
 def _count_records(bootstrap: str, topic: str) -> int:
     """Records of `topic` a read_committed consumer sees (no markers, no aborted writes)."""
+    return sum(1 for _ in topic_records(bootstrap, topic))
+
+
+def topic_records(
+    bootstrap: str, topic: str, isolation: str = "read_committed"
+) -> Iterator[tuple[bytes | None, bytes | None]]:
+    """(key, value) of every record of `topic`, to its end (up to 300 s)."""
     from confluent_kafka import Consumer, KafkaError, TopicPartition
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-count",
-                         "enable.partition.eof": True, "enable.auto.commit": False})  # fmt: skip
+                         "enable.partition.eof": True, "enable.auto.commit": False,
+                         "isolation.level": isolation})  # fmt: skip
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         left = set(partitions)
         consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-        count = 0
         deadline = time.monotonic() + 300
         while left and time.monotonic() < deadline:
             for message in consumer.consume(10_000, 1.0):
                 error = message.error()
                 if error is None:
-                    count += 1
+                    yield message.key(), message.value()
                 elif error.code() == KafkaError._PARTITION_EOF:
                     left.discard(message.partition())
-        return count
     finally:
         consumer.close()
 

@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-ORDER = ("producer", "processor", "replay", "e2e")
+ORDER = ("producer", "processor", "replay", "e2e", "state")
 NOTES = Path(__file__).resolve().parent / "notes.md"
 CHART = "benchmarks.png"
 
@@ -197,6 +197,8 @@ def _details(name: str, result: dict[str, Any]) -> list[str]:
             f"| {fmt(consume.get('peak_rss_mib'), 'MiB')} |",
             "",
         ]
+    elif name == "state":
+        lines += _state_details(result)
     elif name == "e2e":
         lines += [
             "| offered | probes seen | p50 - grace | p90 - grace | p99 - grace | max - grace "
@@ -365,3 +367,44 @@ def _chart_ratios(ax: Any, results: dict[str, dict[str, Any]]) -> None:
     ax.set_xlabel("ratio (log; green: target met, red: missed)")
     ax.tick_params(axis="y", labelsize=7)
     ax.grid(True, axis="x", alpha=0.3)
+
+
+def _state_details(result: dict[str, Any]) -> list[str]:
+    """Issue #17's long-lived inputs: changelog bytes, state per input by day, per engine."""
+    params, metrics = result["parameters"], result["metrics"]
+    lines = [
+        f"{params['inputs']:,} inputs x {params['events'] // params['inputs']} events over "
+        f"{params['days']} days of event time ({params['events']:,} events, "
+        f"{params.get('ticks', 0):,} ticks, {params['partitions']} partitions).",
+        "",
+        "| offline (pure runner, no Kafka) | bytes/event | bytes/write | input writes "
+        "| state/input day 1 | day 10 | day 30 | seen ids/input (mean, max) |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for label, key in (
+        (f"drain, {params['offline_drain_batch']} records/batch", "drain"),
+        ("one record per batch", "one_record_batches"),
+    ):
+        m = metrics["offline"][key]
+        days = m["state_bytes_by_day"]
+        lines.append(
+            f"| {label} | {m['bytes_per_event']} | {m['bytes_per_write']} | "
+            f"{m['input_writes']:,} | {days.get('1')} | {days.get('10')} | "
+            f"{days.get(str(params['days']))} | {m['seen_ids_per_input_mean']}, "
+            f"{m['seen_ids_per_input_max']} |"
+        )
+    lines += [
+        "",
+        "| engine | changelog bytes/event | changelog records | peak RSS | data dir "
+        "| restart to restored |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for engine in ("kafka", "faust"):
+        w = metrics.get(f"worker_{engine}")
+        if w is not None:
+            lines.append(
+                f"| {engine} | {w['changelog_bytes_per_event']} | {w['changelog_offsets']:,} | "
+                f"{fmt(w['peak_rss_mib'], 'MiB')} | {fmt(w['data_dir_mib'], 'MiB')} | "
+                f"{fmt(w['restart_to_recovered_s'], 's')} |"
+            )
+    return [*lines, ""]

@@ -158,6 +158,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.set_defaults(handler=_entry("processor.replay:replay_command"))
 
+    explain = commands.add_parser(
+        "explain",
+        help="one input's timeline: its events as the worker saw them, its windows and why",
+        description="Print one input's timeline, computed by the worker's own runner over the "
+        "input's partition of the events topic (every record of it: the watermark is per "
+        "partition, so other inputs' events and the ticks count; only this input's are "
+        "listed): each event with its received and occurred times, kind and provider event "
+        "type, and whether it was applied, late (with the reason) or a duplicate; each window "
+        "record it caused, with the rule that wrote it (reconnected or ended by event X, or "
+        "timed out at opened_at + reconnect window once the watermark passed the opening "
+        "event's received_at + reconnect window + grace). Uses WINDOW_GRACE_MS and "
+        "RECONNECT_WINDOW_S as the worker does. Reads read_committed up to the end offsets "
+        "at start, then exits; progress goes to stderr. Exits 1 if the input has no events "
+        "there or Kafka cannot be read, 2 on a bad argument.",
+    )
+    explain.add_argument(
+        "input", metavar="PROVIDER:INPUT_ID", help="the input, as its records' key: cloudflare:abc"
+    )
+    explain_start = explain.add_mutually_exclusive_group()
+    explain_start.add_argument(
+        "--from-beginning",
+        action="store_true",
+        help="read the partition from its first offset, as the worker did (default)",
+    )
+    explain_start.add_argument(
+        "--from-timestamp",
+        metavar="T",
+        help="RFC 3339 time or epoch ms: start there with empty state (faster on a long "
+        "partition, but what happened before T is not known, so outcomes may differ)",
+    )
+    explain.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="text: a timeline for a terminal (default); json: one object "
+        "(schema livewindows/explain/v1, see README)",
+    )
+    explain.set_defaults(handler=_entry("processor.explain_command:explain_command"))
+
     billing = commands.add_parser(
         "billing",
         help="reference billing consumer, billing statements per period",
@@ -175,6 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--group",
         default="livewindows-billing",
         help="consumer group (default livewindows-billing)",
+    )
+    billing.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="P",
+        help="serve Prometheus metrics at http://0.0.0.0:P/metrics "
+        "(default: BILLING_METRICS_PORT, else none)",
     )
     billing.set_defaults(handler=_entry("livewindows.billing.consumer:billing_command"))
     billing_commands = billing.add_subparsers(dest="billing_command", metavar="ACTION")

@@ -8,7 +8,8 @@
 - `time` (RFC 3339, UTC), `level`, `logger`, `service` (`producer`, `worker`,
   `replay` or `billing`), `message`; `exc_info` when there is a traceback;
 - the fields a log call passes with `extra=`. About one record they are named
-  `event_id`, `input_id`, `partition` and `offset` (`record_fields` builds them);
+  `event_id`, `input_id`, `partition` and `offset` (`record_fields` builds them;
+  a line about a partition has `partition`, and `offset` where it resumes);
   a `Fields` message (the producer's request line) puts its keys at the top level.
 
 While Kafka is down, aiokafka logs the same two ERROR lines thousands of times a
@@ -26,7 +27,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, Literal, Protocol, TextIO
 
 import orjson
@@ -138,10 +139,32 @@ class _JsonFormatter(OrjsonFormatter):
             log_data["message"] = record.msg.message
 
 
+class _TextFormatter(logging.Formatter):
+    """`TEXT_FORMAT`, except for the loggers named `bare`: their message alone."""
+
+    def __init__(self, bare: Collection[str]) -> None:
+        super().__init__(TEXT_FORMAT)
+        self._bare = frozenset(bare)
+        self._message = logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.name in self._bare:
+            return self._message.format(record)
+        return super().format(record)
+
+
 def log_handler(
-    log_format: LogFormat, *, service: str, stream: TextIO | None = None
+    log_format: LogFormat,
+    *,
+    service: str,
+    stream: TextIO | None = None,
+    bare: Collection[str] = (),
 ) -> logging.Handler:
-    """A handler writing `log_format` lines to `stream` (stderr), repeats held back."""
+    """A handler writing `log_format` lines to `stream` (stderr), repeats held back.
+
+    In text, the lines of the loggers named in `bare` are their message alone: lines
+    a command has always written for a person at its terminal (`billing: ...`).
+    """
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     if log_format == "json":
         handler.setFormatter(
@@ -153,7 +176,7 @@ def log_handler(
             )
         )
     else:
-        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+        handler.setFormatter(_TextFormatter(bare))
     # While Kafka is down librdkafka reports each reconnect attempt, twice (its
     # log line and the error callback): a repeat shows once per 10 s, counted.
     handler.addFilter(RepeatedLines())
@@ -166,13 +189,14 @@ def configure_logging(
     service: str,
     level: int = logging.WARNING,
     own_level: int | None = None,
+    bare: Collection[str] = (),
 ) -> None:
     """Log to stderr in the configured format: `level` and up, livewindows' own
     loggers from `own_level` if given.
 
     The format is `settings_or_format`'s, else `LOG_FORMAT` in the environment,
-    else text. Where the root logger already has a handler (a test runner, an
-    embedding program), its handlers are left as they are.
+    else text (`bare`: see `log_handler`). Where the root logger already has a
+    handler (a test runner, an embedding program), its handlers are left as they are.
     """
     if settings_or_format is None:
         log_format = _format_from_environment()
@@ -182,7 +206,7 @@ def configure_logging(
         log_format = settings_or_format.log_format
     root = logging.getLogger()
     if not root.handlers:
-        root.addHandler(log_handler(log_format, service=service))
+        root.addHandler(log_handler(log_format, service=service, bare=bare))
         root.setLevel(level)
     if own_level is not None:
         logging.getLogger(_OWN).setLevel(own_level)

@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     processor_engine: Literal["faust", "kafka"] = "faust"
     # Where a worker serves Prometheus metrics (GET /metrics); unset: it does not.
     processor_metrics_port: int | None = Field(None, ge=1, le=65535)
+    # Where `livewindows billing` serves Prometheus metrics; unset: it does not.
+    billing_metrics_port: int | None = Field(None, ge=1, le=65535)
     # The IANA zone of billing periods (SPEC §7): the calendar days and months the
     # billing consumer keeps rollups for, and `billing report`'s default zone.
     billing_timezone: str = "UTC"

@@ -20,8 +20,6 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from opentelemetry import propagate
-
 if TYPE_CHECKING:
     from opentelemetry.context import Context
     from opentelemetry.sdk.trace import Span, TracerProvider
@@ -78,6 +76,8 @@ def tracer_provider(
 
 def record_headers() -> list[tuple[str, str | bytes | None]]:
     """Kafka record headers carrying the current trace context (none outside a span)."""
+    from opentelemetry import propagate
+
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     return [(name, value.encode()) for name, value in carrier.items()]

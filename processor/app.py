@@ -43,34 +43,44 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import faust
+from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 from faust.types import TP, AppT, EventT, StreamT
 from mode.supervisors import CrashingSupervisor
 
+from plumbing.clients import reader_config
+from plumbing.logs import record_fields
 from plumbing.processes import FATAL_EXIT_CODE, exit_now
 from plumbing.settings import Settings
 from processor.counts import LOG_EVERY_S, CountsLog
 from processor.datadir import open_data_dir
+from processor.gauges import EndOffset
 from processor.group import GroupHeldByOtherEngine, held_by, held_by_other_engine
 from processor.restore import ChangelogConsumer, EventsWatermarks
 from processor.runner import Fetched
 from processor.runtime import Runtime
 from processor.ticks import Ticker
+from processor.tracing import BatchTracer
 from processor.transactions import (
     LIBRARY_LOG,
+    Fenced,
     PartitionWriter,
     Transactions,
     destinations,
     producer_config,
+    report_fenced,
 )
 from processor.windows import Config
 
-__all__ = ["create_app", "run_faust"]
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+
+__all__ = ["create_app", "highwater", "run_faust"]
 
 log = logging.getLogger("livewindows.worker")
 
@@ -87,9 +97,16 @@ SHUTDOWN_DEADLINE_S = 20.0
 _JOIN_RECHECK_S = 5.0
 
 
-def create_app(settings: Settings, data_dir: Path, *, partitions: int) -> tuple[faust.App, Runtime]:
+def create_app(
+    settings: Settings,
+    data_dir: Path,
+    *,
+    partitions: int,
+    tracer_provider: TracerProvider | None = None,
+) -> tuple[faust.App, Runtime]:
     """The worker's Faust app, and the runtime it feeds (for the metrics);
-    `partitions` is the events topic's real partition count."""
+    `partitions` is the events topic's real partition count; with a
+    `tracer_provider`, events that carry a trace context are traced."""
     session_timeout_s = settings.processor_session_timeout_ms / 1000
     open_data_dir(data_dir)
     app = faust.App(
@@ -115,7 +132,7 @@ def create_app(settings: Settings, data_dir: Path, *, partitions: int) -> tuple[
         autodiscover=False,
     )
     events = app.topic(settings.events_topic, key_serializer="raw", value_serializer="raw")
-    engine = _FaustEngine(app, settings)
+    engine = _FaustEngine(app, settings, tracer_provider)
 
     async def windows(stream: StreamT[bytes]) -> None:
         # noack() is not on StreamT, take_events() is not on what noack() returns
@@ -127,6 +144,8 @@ def create_app(settings: Settings, data_dir: Path, *, partitions: int) -> tuple[
                 await engine.handle(batch)
             except asyncio.CancelledError:
                 raise
+            except Fenced as exc:
+                exit_now(report_fenced(exc))
             except BaseException as exc:
                 _die(exc)
 
@@ -150,6 +169,10 @@ def create_app(settings: Settings, data_dir: Path, *, partitions: int) -> tuple[
     app.timer(LOG_EVERY_S, name="counts")(log_counts)
 
     # Signal receivers: (sender, *args, signal=..., **kwargs).
+    async def on_assigned(sender: AppT, *args: Any, **_: Any) -> None:
+        assigned: set[TP] = args[0]
+        engine.assigned(tp.partition for tp in assigned if tp.topic == settings.events_topic)
+
     async def on_revoked(sender: AppT, *args: Any, **_: Any) -> None:
         revoked: set[TP] = args[0]
         await engine.revoke(tp.partition for tp in revoked if tp.topic == settings.events_topic)
@@ -158,9 +181,25 @@ def create_app(settings: Settings, data_dir: Path, *, partitions: int) -> tuple[
         await log_counts()
         engine.ticker.close()
 
+    app.on_partitions_assigned.connect(_receiver(on_assigned))
     app.on_partitions_revoked.connect(_receiver(on_revoked))
     app.on_before_shutdown.connect(_receiver(on_shutdown))
     return app, engine.runtime
+
+
+def highwater(app: faust.App, topic: str) -> EndOffset:
+    """The events partitions' end offsets as aiokafka last heard them (fetch responses):
+    a local read, for the metrics thread."""
+
+    def end_offset(partition: int) -> int | None:
+        try:
+            # aiokafka asserts the partition is assigned; a revocation may just have come
+            end = app.consumer.highwater(TP(topic, partition))
+        except Exception:
+            return None
+        return end if isinstance(end, int) and end >= 0 else None
+
+    return end_offset
 
 
 def run_faust(app: faust.App, admin: AdminClient, group_id: str, patience: float) -> int:
@@ -248,7 +287,9 @@ def _guard_join(app: faust.App, admin: AdminClient, group_id: str, patience: flo
 class _FaustEngine:
     """Faust's events, grouped by partition, into the runtime; seeks where it says."""
 
-    def __init__(self, app: faust.App, settings: Settings) -> None:
+    def __init__(
+        self, app: faust.App, settings: Settings, tracer_provider: TracerProvider | None
+    ) -> None:
         self._app = app
         self._events = settings.events_topic
         bootstrap = settings.kafka_bootstrap_servers
@@ -260,16 +301,20 @@ class _FaustEngine:
             txn_id = f"{app_id}-faust-{partition}"
             return Transactions(producer_config(bootstrap, txn_id), topics, _never)
 
+        offsets = Consumer(reader_config(bootstrap, f"{app_id}-offsets", library))
         self.runtime = Runtime(
             Config(settings.window_grace_ms, settings.reconnect_window_s),
             self._events,
             ChangelogConsumer(bootstrap, topics["changelog"], library),
-            EventsWatermarks(bootstrap, self._events, library),
+            EventsWatermarks(offsets, self._events, bootstrap, library),
             PartitionWriter(transactions),
+            None if tracer_provider is None else BatchTracer(tracer_provider, self._events),
         )
         self.ticker = Ticker(bootstrap, self._events, library)
         self._lock = asyncio.Lock()
         self._sought_at: dict[int, float] = {}
+        # What the group last assigned this worker, less what it revoked since.
+        self._assignable: set[int] = set()
 
     async def handle(self, batch: Sequence[EventT[bytes]]) -> None:
         fetched: defaultdict[int, list[Fetched]] = defaultdict(list)
@@ -281,10 +326,16 @@ class _FaustEngine:
                     message.key,
                     message.value,
                     max(0, int(message.timestamp * 1000)),
+                    _headers(message.headers),
                 )
             )
         async with self._lock:
             runtime = self.runtime
+            # A partition is restored on its first record, and restoring it fences
+            # whoever writes it now. Records Faust fetched before a revocation can
+            # still come after it: such a partition is someone else's by then.
+            for partition in [p for p in fetched if p not in self._assignable]:
+                del fetched[partition]
             new = [p for p in fetched if p not in runtime.parts]
             if new:
                 await asyncio.to_thread(runtime.assign, new)
@@ -311,9 +362,14 @@ class _FaustEngine:
             for partition, offset in gaps.items():
                 await self._seek_back(partition, offset)
 
+    def assigned(self, partitions: Iterable[int]) -> None:
+        self._assignable = set(partitions)
+
     async def revoke(self, partitions: Iterable[int]) -> None:
+        revoked = list(partitions)
+        self._assignable.difference_update(revoked)
         async with self._lock:
-            self.runtime.revoke(list(partitions))
+            self.runtime.revoke(revoked)
 
     async def _seek_back(self, partition: int, offset: int) -> None:
         """Faust delivered `offset` past the position: fetch the partition from its position."""
@@ -327,6 +383,7 @@ class _FaustEngine:
             partition,
             offset,
             part.next_offset,
+            extra=record_fields(partition=partition, offset=part.next_offset),
         )
         self.runtime.counts.rewinds += 1
         await self._app.consumer.seek_wait({TP(self._events, partition): part.next_offset})
@@ -345,6 +402,15 @@ def _contiguous(records: list[Fetched], next_offset: int) -> tuple[list[Fetched]
         taken.append(record)
         expected += 1
     return taken, None
+
+
+def _headers(headers: Any) -> list[tuple[str, bytes]] | None:
+    """A record's headers (aiokafka's (name, value) pairs; Faust allows a mapping too),
+    as the runner takes them."""
+    if not headers:
+        return None
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    return [(name, value) for name, value in pairs]
 
 
 def _never() -> bool:

@@ -4,8 +4,9 @@ Both worker engines store state in the same changelog topic, in the same format,
 so either can resume what the other stored (`processor.tables` keeps it in a
 Faust table; `processor.kafka_worker` keeps it in memory). Layout (keys and
 values are bytes):
-- `b"<partition>/<provider>:<input_id>"` → `{"offset": o, "state": InputState.to_dict()}`,
-  where `o` is the events-topic offset of the last record of the batch that wrote it;
+- `b"<partition>/<provider>:<input_id>"` → the input's state (`encode_input`, format
+  v2 below) and `o`, the events-topic offset of the last record of the batch that
+  wrote it;
 - `b"<partition>/~position"` → `{"next_offset": n, "watermark_ms": W}`: the
   partition's watermark and the offset of the next record to process, written
   last for every batch, so it says exactly how far the stored input keys go;
@@ -13,6 +14,18 @@ values are bytes):
   the partition's latest batch (Faust engine only), in parts of at most
   `WAL_PART_BYTES` each, every part `{"first_offset", "next_offset",
   "watermark_ms", "part", "parts", "changes": {key: stored input value}}` (see `Wal`).
+
+Format v2 of an input's value (since 2026-12-05) is one version byte, 0x02, then
+a MessagePack array: `[o, status, L, reconnect window ms, window, buffer, seen
+digests, seen release times, digests of the ids seen at L]`. It stores no more than
+the core needs to continue: no provider, input id or window id (the key names the
+input, and a window's id is a hash of it and the opening event's id), no buffered
+event's record value (its offset instead; the runner reads a late event's value
+back), seen ids as 64-bit digests, and times as differences where they are close.
+A trace context is stored only where the event record had one. Format v1 (JSON
+objects, `processor.changelog_v1`) is still read, whichever engine or version wrote
+it. The position is the same byte and `[next offset, watermark]`; v1's JSON object
+is read too. The WAL (written only by an earlier version) stays JSON.
 
 The partition prefix makes a partition's keys recoverable from the changelog
 alone. All kinds of key of events partition p go to changelog partition p, in
@@ -22,12 +35,16 @@ on that order. Nothing here does I/O.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
+import msgspec
 import orjson
 
-from processor.windows import InputState
+from processor.changelog_v1 import decode_input_v1
+from processor.windows import Event, InputState, OpenWindow, seen_digest, window_id
 
 __all__ = [
     "CHANGELOG_CONFIG",
@@ -35,6 +52,7 @@ __all__ = [
     "WAL_PART_BYTES",
     "Position",
     "StoredPartition",
+    "UnknownFormat",
     "Wal",
     "changelog_topic",
     "decode_input",
@@ -85,14 +103,141 @@ def wal_key(partition: int, part: int) -> bytes:
     return f"{partition}/{_WAL}{part or ''}".encode()
 
 
+_V2 = b"\x02"
+_STATUSES = ("unknown", "live", "disconnected", "ended")
+_KINDS = ("connected", "disconnected", "errored", "ended", "other")
+_STATUS_CODE = {status: code for code, status in enumerate(_STATUSES)}
+_KIND_CODE = {kind: code for code, kind in enumerate(_KINDS)}
+_encode_msgpack = msgspec.msgpack.Encoder().encode
+_decode_msgpack = msgspec.msgpack.Decoder().decode
+
+
 def encode_input(state: InputState, offset: int) -> bytes:
-    return orjson.dumps({"offset": offset, "state": state.to_dict()})
+    """Format v2 of an input's state, written by the record at `offset`."""
+    window = state.window
+    stored_window: list[Any] | None = None
+    if window is not None:
+        stored_window = [
+            window.opened_ms,
+            window.reconnect_window_ms,
+            window.opening_received_ms,
+            window.opening_event_id,
+            _KIND_CODE[window.open_reason],
+        ]
+        if window.opening_traceparent is not None:
+            stored_window.append(window.opening_traceparent)
+    # Release times, in release order, each as its difference to the one before
+    # (the first to L): a few bytes each instead of nine.
+    times = []
+    previous = state.last_applied_ms or 0
+    for released_ms in state.seen.values():
+        times.append(released_ms - previous)
+        previous = released_ms
+    return _V2 + _encode_msgpack(
+        [
+            offset,
+            _STATUS_CODE[state.status],
+            state.last_applied_ms,
+            state.reconnect_window_ms,
+            stored_window,
+            [_buffered(event) for event in state.buffer],
+            b"".join(state.seen),
+            times,
+            b"".join(state.seen_at_last),
+        ]
+    )
 
 
-def decode_input(raw: bytes) -> tuple[InputState, int]:
-    """The stored state and the offset of the record that wrote it."""
-    stored = orjson.loads(raw)
-    return InputState.from_dict(stored["state"]), int(stored["offset"])
+class UnknownFormat(ValueError):
+    """A changelog value of a format this version does not know (a newer version wrote it)."""
+
+
+def _check_v1(raw: bytes) -> None:
+    if raw[:1] != b"{":
+        raise UnknownFormat(
+            f"changelog value of format version {raw[:1]!r}, unknown to this version (v1, v2): "
+            "written by a newer livewindows? Run that version, or reset the changelog and replay"
+        )
+
+
+def _buffered(event: Event) -> list[Any]:
+    occurred_ms = event.occurred_ms
+    item: list[Any] = [
+        event.event_id,
+        _KIND_CODE[event.kind],
+        occurred_ms,
+        event.received_ms - occurred_ms,
+        event.reconnect_window_s,
+        event.offset,
+    ]
+    # The record value only where there is no offset to read it back from (an event
+    # a v1 state buffered); the trace context only where the record had one.
+    value = event.value if event.offset < 0 else None
+    if event.traceparent is not None:
+        item += (value, event.traceparent)
+    elif value is not None:
+        item.append(value)
+    return item
+
+
+def decode_input(name: str, raw: bytes) -> tuple[InputState, int]:
+    """Input `name`'s stored state (format v2 or v1) and the offset of the record that wrote it."""
+    if raw[:1] != _V2:
+        _check_v1(raw)
+        return decode_input_v1(raw)
+    offset, status, last_ms, rw_ms, window, buffer, seen, times, at_last = _decode_msgpack(
+        memoryview(raw)[1:]
+    )
+    provider, _, input_id = name.partition(":")
+    released: dict[bytes, int] = {}
+    released_ms = last_ms or 0
+    for n, delta in enumerate(times):
+        released_ms += delta
+        released[seen[8 * n : 8 * n + 8]] = released_ms
+    state = InputState(
+        status=_STATUSES[status],
+        window=None if window is None else _open_window(provider, input_id, window),
+        buffer=[_event(name, provider, input_id, item) for item in buffer],
+        last_applied_ms=last_ms,
+        seen=released,
+        seen_at_last=[at_last[n : n + 8] for n in range(0, len(at_last), 8)],
+        reconnect_window_ms=rw_ms,
+    )
+    return state, offset
+
+
+def _open_window(provider: str, input_id: str, stored: list[Any]) -> OpenWindow:
+    opened_ms, rw_ms, opening_received_ms, opening_event_id, reason, *traceparent = stored
+    return OpenWindow(
+        window_id(provider, input_id, opening_event_id),
+        provider,
+        input_id,
+        opened_ms,
+        rw_ms,
+        opening_received_ms,
+        opening_event_id,
+        _KINDS[reason],
+        traceparent[0] if traceparent else None,
+    )
+
+
+def _event(key: str, provider: str, input_id: str, stored: list[Any]) -> Event:
+    event_id, kind, occurred_ms, delay_ms, rw_s, offset, *more = stored
+    value = more[0] if more and more[0] is not None else b""
+    return Event(
+        event_id,
+        key,
+        provider,
+        input_id,
+        _KINDS[kind],
+        occurred_ms,
+        occurred_ms + delay_ms,
+        rw_s,
+        value,
+        offset,
+        more[1] if len(more) > 1 else None,
+        seen_digest(event_id),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,10 +248,16 @@ class Position:
     watermark_ms: int | None
 
     def encode(self) -> bytes:
-        return orjson.dumps({"next_offset": self.next_offset, "watermark_ms": self.watermark_ms})
+        """Format v2: 0x02, then `[next_offset, watermark_ms]` in MessagePack (~15 bytes,
+        written with every batch; v1's JSON object took ~50)."""
+        return _V2 + _encode_msgpack([self.next_offset, self.watermark_ms])
 
     @classmethod
     def decode(cls, raw: bytes) -> Position:
+        if raw[:1] == _V2:
+            next_offset, watermark_ms = _decode_msgpack(memoryview(raw)[1:])
+            return cls(next_offset, watermark_ms)
+        _check_v1(raw)
         stored = orjson.loads(raw)
         return cls(int(stored["next_offset"]), stored["watermark_ms"])
 
@@ -128,13 +279,15 @@ class Wal:
 def encode_wal_parts(wal: Wal) -> list[bytes]:
     """The WAL's parts: changes split, in order, so that each part stays under the size cap.
 
-    Each stored input value is spliced into the part as it is (it is JSON already),
-    so a change is encoded once for both the WAL and its own key.
+    A v1 input value is spliced into the part as it is (it is JSON already); a v2
+    one goes in as a base64 string. Only an earlier version wrote WALs (and tests
+    write them as it did).
     """
     groups: list[list[bytes]] = [[]]
     size = 0
     for key, value in wal.changes.items():
-        entry = orjson.dumps(key) + b":" + value
+        stored = orjson.dumps(base64.b64encode(value).decode()) if value[:1] == _V2 else value
+        entry = orjson.dumps(key) + b":" + stored
         if groups[-1] and size + len(entry) > WAL_PART_BYTES:
             groups.append([])
             size = 0
@@ -163,7 +316,7 @@ def read_wal(get: Callable[[bytes], bytes | None], partition: int) -> Wal | None
         return None
     first = orjson.loads(raw)
     batch = (first["first_offset"], first["next_offset"], first["parts"])
-    changes = {key: orjson.dumps(value) for key, value in first["changes"].items()}
+    changes = {key: _wal_value(value) for key, value in first["changes"].items()}
     for part in range(1, first["parts"]):
         raw = get(wal_key(partition, part))
         if raw is None:
@@ -171,9 +324,13 @@ def read_wal(get: Callable[[bytes], bytes | None], partition: int) -> Wal | None
         more = orjson.loads(raw)
         if (more["first_offset"], more["next_offset"], more["parts"]) != batch:
             return None
-        changes.update((key, orjson.dumps(value)) for key, value in more["changes"].items())
+        changes.update((key, _wal_value(value)) for key, value in more["changes"].items())
     first_offset, next_offset = int(first["first_offset"]), int(first["next_offset"])
     return Wal(first_offset, next_offset, first["watermark_ms"], changes)
+
+
+def _wal_value(stored: Any) -> bytes:
+    return base64.b64decode(stored) if isinstance(stored, str) else orjson.dumps(stored)
 
 
 class ChangelogGap(RuntimeError):
@@ -219,7 +376,7 @@ def fold(partition: int, records: Iterable[tuple[bytes | None, bytes | None]]) -
     for raw_key, raw_value in latest.items():
         if raw_key.startswith(prefix) and raw_key[start : start + 1] != b"~":
             name = raw_key[start:].decode()
-            inputs[name], written_at[name] = decode_input(raw_value)
+            inputs[name], written_at[name] = decode_input(name, raw_value)
     if wal is None or (position is not None and wal.next_offset <= position.next_offset):
         return StoredPartition(position, inputs, ahead=_ahead(written_at, position))
     if position is not None and position.next_offset != wal.first_offset:
@@ -228,7 +385,7 @@ def fold(partition: int, records: Iterable[tuple[bytes | None, bytes | None]]) -
             f" does not follow the stored position {position.next_offset}"
         )
     for changed, value in wal.changes.items():
-        inputs[changed], written_at[changed] = decode_input(value)
+        inputs[changed], written_at[changed] = decode_input(changed, value)
     position = Position(wal.next_offset, wal.watermark_ms)
     return StoredPartition(position, inputs, redone=wal, ahead=_ahead(written_at, position))
 

@@ -16,6 +16,8 @@ does not name) goes to pydantic, so what is decoded, and every refusal, is pydan
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from typing import Annotated, Literal, NotRequired, cast
 
 import msgspec
@@ -23,7 +25,15 @@ import orjson
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
-from processor.windows import Event, LateEvent, Output, Record, Tick, WindowRecord
+from processor.windows import (
+    Event,
+    LateEvent,
+    Output,
+    Record,
+    Tick,
+    WindowRecord,
+    seen_digest,
+)
 from schemas.records import (
     EVENT_SCHEMA,
     LATEST_OCCURRED_MS,
@@ -46,7 +56,15 @@ __all__ = [
     "encode_output",
     "encode_tick",
     "encode_window",
+    "output_headers",
+    "traceparent_of",
 ]
+
+Headers = list[tuple[str, bytes]]
+# W3C trace context (https://www.w3.org/TR/trace-context/) on event, window and late
+# records; the second names the opening event's context on a window.closed record.
+TRACEPARENT = "traceparent"
+OPENING_TRACEPARENT = "livewindows-opening-traceparent"
 
 _TIMESTAMP = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
 
@@ -114,11 +132,27 @@ _FAST_DECODE = msgspec.json.Decoder(_FastEvent | _FastTick).decode
 # brackets than this is never too deep (the producer's own limit is 64).
 _FAST_MAX_BRACKETS = 64
 _new_event = tuple.__new__  # a NamedTuple's own __new__ is a Python function: skipped
+_blake2b = hashlib.blake2b  # seen_digest, inlined
 
 
-def decode_fast(key: bytes | None, value: bytes) -> Record | None:
-    """`decode(key, value)` for a record in the form the producer and worker write,
-    or None where only the full check can tell (never a different answer)."""
+def traceparent_of(headers: Sequence[tuple[str, bytes | None]] | None) -> bytes | None:
+    """The record's `traceparent` header value, if it has one (the last, if several)."""
+    traceparent = None
+    if headers:
+        for name, value in headers:
+            if name == TRACEPARENT and value:
+                traceparent = bytes(value)
+    return traceparent
+
+
+def decode_fast(
+    key: bytes | None,
+    value: bytes,
+    headers: Sequence[tuple[str, bytes | None]] | None = None,
+    offset: int = -1,
+) -> Record | None:
+    """`decode(key, value, headers, offset)` for a record in the form the producer and
+    worker write, or None where only the full check can tell (never a different answer)."""
     if not value.isascii():  # msgspec does not check the UTF-8 of what it skips
         try:
             value.decode()
@@ -137,7 +171,7 @@ def decode_fast(key: bytes | None, value: bytes) -> Record | None:
         received_ms = canonical_ms(fields.received_at)
     except (msgspec.MsgspecError, InvalidTimestamp):
         return None
-    provider, input_id = fields.provider, fields.input_id
+    provider, input_id, event_id = fields.provider, fields.input_id, fields.event_id
     event_key = f"{provider}:{input_id}"
     if (
         occurred_ms is None
@@ -149,7 +183,7 @@ def decode_fast(key: bytes | None, value: bytes) -> Record | None:
     return _new_event(  # the field order of Event
         Event,
         (
-            fields.event_id,
+            event_id,
             event_key,
             provider,
             input_id,
@@ -158,21 +192,36 @@ def decode_fast(key: bytes | None, value: bytes) -> Record | None:
             received_ms,
             fields.reconnect_window_s,
             value,
+            offset,
+            traceparent_of(headers) if headers else None,
+            # once here, not twice in the core (a duplicate check, then its release)
+            _blake2b(event_id.encode(), digest_size=8).digest(),
         ),
     )
 
 
-def decode(key: bytes | None, value: bytes | None) -> Record:
-    """One record of the events topic; raises `DecodeError` naming what is wrong."""
+def decode(
+    key: bytes | None,
+    value: bytes | None,
+    headers: Sequence[tuple[str, bytes | None]] | None = None,
+    offset: int = -1,
+) -> Record:
+    """One record of the events topic (its headers and its offset in its partition, where
+    known); raises `DecodeError` naming what is wrong."""
     if not value:
         raise DecodeError("empty record value")
-    record = decode_fast(key, value)
+    record = decode_fast(key, value, headers, offset)
     if record is not None:
         return record
-    return decode_checked(key, value)
+    return decode_checked(key, value, headers, offset)
 
 
-def decode_checked(key: bytes | None, value: bytes) -> Record:
+def decode_checked(
+    key: bytes | None,
+    value: bytes,
+    headers: Sequence[tuple[str, bytes | None]] | None = None,
+    offset: int = -1,
+) -> Record:
     """`decode` by the contract's own validator alone (what `decode_fast` must agree with)."""
     try:
         fields: _EventFields | _TickFields = _VALIDATE_JSON(value)
@@ -201,6 +250,9 @@ def decode_checked(key: bytes | None, value: bytes) -> Record:
             parse_ms(fields["received_at"]),
             fields.get("reconnect_window_s"),
             value,
+            offset,
+            traceparent_of(headers),
+            seen_digest(fields["event_id"]),
         )
     except InvalidTimestamp as exc:
         raise DecodeError(str(exc)) from None
@@ -228,8 +280,48 @@ def encode_output(out: Output) -> tuple[Literal["windows", "late"], bytes, bytes
     return None
 
 
+def output_headers(out: Output) -> Headers | None:
+    """The trace context headers of a window or late record; None where there is none.
+
+    A window record's `traceparent` is the event that caused it (the opening event
+    for `window.opened` and a time-out, else the closing event); a `window.closed`
+    also names the opening event's (`livewindows-opening-traceparent`). A late record
+    keeps its event's.
+    """
+    if isinstance(out, WindowRecord):
+        headers: Headers = []
+        if out.traceparent is not None:
+            headers.append((TRACEPARENT, out.traceparent))
+        if out.type == "window.closed" and out.opening_traceparent is not None:
+            headers.append((OPENING_TRACEPARENT, out.opening_traceparent))
+        return headers or None
+    if isinstance(out, LateEvent) and out.event.traceparent is not None:
+        return [(TRACEPARENT, out.event.traceparent)]
+    return None
+
+
 def encode_late(late: LateEvent) -> tuple[bytes, bytes]:
-    """The event's record plus `late_reason`; never raises for a record `decode` took."""
+    """The event's record plus `late_reason`; never raises for a record `decode` took.
+
+    An event without its value (restored from the changelog, and its record no longer
+    in the events topic) is written from the fields the core kept, without
+    `provider_event_type` and `payload`.
+    """
+    event = late.event
+    if not event.value:
+        return event.key.encode(), orjson.dumps(
+            {
+                "schema": EVENT_SCHEMA,
+                "event_id": event.event_id,
+                "provider": event.provider,
+                "input_id": event.input_id,
+                "kind": event.kind,
+                "occurred_at": format_ms(event.occurred_ms),
+                "received_at": format_ms(event.received_ms),
+                "reconnect_window_s": event.reconnect_window_s,
+                "late_reason": late.reason,
+            }
+        )
     try:
         record = orjson.loads(late.event.value)
     except orjson.JSONDecodeError:

@@ -20,18 +20,22 @@ import signal
 import time
 from collections import defaultdict
 from types import FrameType
+from typing import TYPE_CHECKING, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from plumbing.clients import FETCH_MAX_BYTES, admin_config, reader_config
+from plumbing.metrics import known_end_offsets
 from plumbing.settings import Settings
 from processor.counts import Counts, CountsLog
+from processor.gauges import PartitionGauges, partition_gauges
 from processor.group import FAUST_ASSIGNOR, GroupHeldByOtherEngine, held_by, patience_s
 from processor.restore import ChangelogConsumer, EventsWatermarks
 from processor.runner import Fetched
 from processor.runtime import Runtime
 from processor.ticks import Ticker
+from processor.tracing import BatchTracer
 from processor.transactions import (
     LIBRARY_LOG,
     GroupWriter,
@@ -41,6 +45,9 @@ from processor.transactions import (
     producer_config,
 )
 from processor.windows import Config
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 __all__ = ["BATCH_RECORDS", "KafkaWorker"]
 
@@ -55,7 +62,9 @@ POLL_TIMEOUT_S = 0.05
 class KafkaWorker:
     """The consume → runtime loop, and the assignment callbacks."""
 
-    def __init__(self, settings: Settings, txn_id: str) -> None:
+    def __init__(
+        self, settings: Settings, txn_id: str, *, tracer_provider: TracerProvider | None = None
+    ) -> None:
         self._settings = settings
         self._events = settings.events_topic
         self._stopping = False
@@ -79,8 +88,12 @@ class KafkaWorker:
         self._changelog = ChangelogConsumer(bootstrap, self._topics["changelog"], library)
         self._ticker = Ticker(bootstrap, self._events, library)
         self._runtime: Runtime | None = None
+        self._tracer = (
+            None if tracer_provider is None else BatchTracer(tracer_provider, self._events)
+        )
         # The counts with no batch in progress, for the metrics: a counter never goes back.
         self.stored_counts = Counts()
+        self._ends: dict[int, int] = {}  # owned partition -> its end offset, for the metrics
 
     # ---- lifecycle ---------------------------------------------------------------
 
@@ -98,8 +111,11 @@ class KafkaWorker:
             Config(settings.window_grace_ms, settings.reconnect_window_s),
             self._events,
             self._changelog,
-            EventsWatermarks(settings.kafka_bootstrap_servers, self._events, LIBRARY_LOG),
+            EventsWatermarks(
+                self._consumer, self._events, settings.kafka_bootstrap_servers, LIBRARY_LOG
+            ),
             writer,
+            self._tracer,
         )
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._stop)
@@ -135,11 +151,27 @@ class KafkaWorker:
                     self._handle(runtime, messages)
                 now = time.monotonic()
                 if now >= next_tick:
-                    self._ticker.tick(runtime.owned())
+                    owned = runtime.owned()
+                    self._ticker.tick(owned)
+                    self._note_ends(owned)
                     next_tick = now + tick_every
                 counts_log.maybe(runtime.counts)
         finally:
             counts_log.now(runtime.counts)
+
+    def gauges(self, now_ms: int) -> list[PartitionGauges]:
+        """The owned partitions' gauges (`processor.gauges`), for the metrics thread."""
+        runtime = self._runtime
+        return [] if runtime is None else partition_gauges(runtime.parts, self._end_offset, now_ms)
+
+    def _end_offset(self, partition: int) -> int | None:
+        return self._ends.get(partition)
+
+    def _note_ends(self, partitions: list[int]) -> None:
+        """The owned partitions' end offsets, for the metrics thread: read here, in
+        the loop's thread, once per tick (`known_end_offsets` says why). The events
+        topic has no transactions, so the high watermark is where the next record goes."""
+        self._ends = known_end_offsets(self._consumer, self._events, partitions)
 
     def _stop(self, signum: int, _frame: FrameType | None) -> None:
         log.info("%s: stopping after the batch in progress", signal.Signals(signum).name)
@@ -156,7 +188,13 @@ class KafkaWorker:
             assert partition is not None and offset is not None
             _kind, timestamp_ms = message.timestamp()
             fetched[partition].append(
-                Fetched(offset, message.key(), message.value(), max(timestamp_ms, 0))
+                Fetched(
+                    offset,
+                    message.key(),
+                    message.value(),
+                    max(timestamp_ms, 0),
+                    cast("list[tuple[str, bytes]] | None", message.headers()),
+                )
             )
         rewind = runtime.handle(fetched)
         if rewind is not None:

@@ -48,7 +48,14 @@ from processor.restore import watermark_offsets
 from processor.windows import Config
 from schemas.timestamps import InvalidTimestamp, parse_ms
 
-__all__ = ["ReplayFailed", "ReplaySummary", "StartAt", "replay_command", "run_replay"]
+__all__ = [
+    "ReplayFailed",
+    "ReplaySummary",
+    "StartAt",
+    "parse_timestamp",
+    "replay_command",
+    "run_replay",
+]
 
 _METADATA_TIMEOUT_S = 10.0
 _REACH_TIMEOUT_S = 5.0  # before anything else: an unreachable Kafka in one line
@@ -69,7 +76,7 @@ class StartAt:
             if args.from_offset < 0:
                 raise ConfigError("--from-offset must be >= 0")
             return cls(offset=args.from_offset)
-        return cls(timestamp_ms=_parse_timestamp(args.from_timestamp))
+        return cls(timestamp_ms=parse_timestamp(args.from_timestamp))
 
 
 def replay_command(args: argparse.Namespace, settings: Settings) -> int:
@@ -255,7 +262,7 @@ def _print_progress(summary: ReplaySummary, remaining: int) -> None:
     )
 
 
-def _parse_timestamp(text: str) -> int:
+def parse_timestamp(text: str) -> int:
     if text.isascii() and text.isdigit():
         if int(text) >= 2**63:  # Kafka's timestamps are int64
             raise ConfigError(f"--from-timestamp {text!r} is past any Kafka timestamp")

@@ -15,7 +15,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -29,7 +29,7 @@ from confluent_kafka import (
 from plumbing import logs
 from plumbing.clients import FETCH_MAX_BYTES, reader_config, writer_config
 from processor.counts import Counts
-from processor.runner import Fetched, PartitionRunner
+from processor.runner import Fetched, PartitionRunner, Written
 from processor.windows import Config
 
 __all__ = [
@@ -179,7 +179,12 @@ def replay_partitions(
                     runners[partition] = PartitionRunner.fresh(
                         partition, message.topic() or "", config, 0
                     )
-                fetched[partition].append(Fetched(offset, message.key(), message.value(), 0))
+                # The headers go through: the runner carries an event's trace context
+                # (`traceparent`) onto the windows it causes, in a replay too.
+                headers = cast("list[tuple[str, bytes]] | None", message.headers())
+                fetched[partition].append(
+                    Fetched(offset, message.key(), message.value(), 0, headers)
+                )
                 if offset >= end - 1:
                     del ends[partition]
             for partition, records in fetched.items():
@@ -190,9 +195,15 @@ def replay_partitions(
                 for written in batch.outputs:
                     if written.destination == "windows":
                         try:
-                            produce(output_topic, written.value, written.key, on_delivery=delivered)
+                            produce(
+                                output_topic,
+                                written.value,
+                                written.key,
+                                on_delivery=delivered,
+                                headers=cast(Any, written.headers),  # a list is invariant
+                            )
                         except BufferError:
-                            _produce(producer, output_topic, written.key, written.value, delivered)
+                            _produce(producer, output_topic, written, delivered)
             poll(0)
             if failures:
                 raise KafkaException(failures[0])
@@ -234,13 +245,18 @@ def assign_ranges(consumer: Consumer, topic: str, ranges: dict[int, tuple[int, i
 def _produce(
     producer: Producer,
     topic: str,
-    key: bytes | None,
-    value: bytes,
+    written: Written,
     on_delivery: Callable[[KafkaError | None, Any], None],
 ) -> None:
     while True:
         try:
-            producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+            producer.produce(
+                topic,
+                value=written.value,
+                key=written.key,
+                on_delivery=on_delivery,
+                headers=cast(Any, written.headers),
+            )
             return
         except BufferError:
             producer.poll(0.1)

@@ -209,20 +209,78 @@ class ChangelogConsumer:
 
 
 class EventsWatermarks:
-    """`EventsOffsets` over ListOffsets, a new admin client for each query: a worker's
-    long-lived consumer answered _UNKNOWN_PARTITION for 120 s after a broker node was
-    killed (its metadata never named the new leader), and the worker exited."""
+    """`EventsOffsets`, and a consumer of its own (no group) that reads a record back by
+    offset, if given the bootstrap servers.
 
-    def __init__(self, bootstrap: str, topic: str, logger: logging.Logger) -> None:
-        self._admin_config = admin_config(bootstrap, logger)
+    Given them, the earliest offset is asked by ListOffsets through a new admin client
+    for each attempt, not by the consumer's watermark query: a worker's long-lived
+    consumer answered _UNKNOWN_PARTITION for 120 s after a broker node was killed (its
+    metadata never named the new leader), and the worker exited."""
+
+    def __init__(
+        self,
+        consumer: Consumer,
+        topic: str,
+        bootstrap: str | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self._consumer = consumer
         self._topic = topic
+        self._reader: Consumer | None = None
+        self._admin_config = None if bootstrap is None else admin_config(bootstrap, logger)
+        if bootstrap is not None:
+            config: dict[str, object] = {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"{topic}-read-back",  # never joined: partitions are assigned
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",  # an offset retention deleted: the next one
+            }
+            if logger is not None:
+                config["logger"] = logger
+            self._reader = Consumer(config)
 
     def earliest(self, partition: int) -> int:
+        config = self._admin_config
+        if config is None:
+            low, _high = watermark_offsets(self._consumer, TopicPartition(self._topic, partition))
+            return low
         earliest = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
         listed = _while_leaders_move(
-            lambda: _listed(AdminClient(self._admin_config), self._topic, [partition], earliest)
+            lambda: _listed(AdminClient(config), self._topic, [partition], earliest)
         )
         return listed[partition]
+
+    def value_at(self, partition: int, offset: int) -> bytes | None:
+        """The value at `offset`: a restored buffered event that turned out late (rare)."""
+        reader = self._reader
+        if reader is None:
+            return None
+        reader.assign([TopicPartition(self._topic, partition, offset)])
+        deadline = time.monotonic() + _TIMEOUT_S
+        try:
+            while time.monotonic() < deadline:
+                message = reader.poll(0.5)
+                if message is None:
+                    continue
+                error = message.error()
+                if error is not None:
+                    if error.fatal():
+                        raise KafkaException(error)
+                    continue
+                found = message.offset()
+                if found is not None and found >= offset:
+                    return message.value() if found == offset else None
+            log.warning(
+                "%s[%d]@%d could not be read back within %.0f s",
+                self._topic,
+                partition,
+                offset,
+                _TIMEOUT_S,
+            )
+            return None
+        finally:
+            reader.unassign()
 
 
 def ensure_changelog(settings: Settings, partitions: int) -> None:

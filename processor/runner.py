@@ -14,13 +14,18 @@ returns what the engine must write, atomically, before the batch counts as done:
   encode_input`) and, last, the partition's new `Position` (next offset, watermark);
 - the counts of what it did.
 
+The stored state holds no buffered event's record value (`processor.changelog`):
+a buffered event that turns out late after a restore is written with its value
+read back from the events topic by offset, through the engine's `EventValues`
+port; an event fetched by this runner still has its value in memory.
+
 An engine that could not write a batch drops the runner and restores a new one
 from what the changelog holds: the runner's own state is then ahead of it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
@@ -31,14 +36,25 @@ from processor.changelog import (
     input_key,
     position_key,
 )
-from processor.codec import dead_letter_headers, decode, encode_output
+from processor.codec import dead_letter_headers, decode, encode_output, output_headers
 from processor.counts import Counts
-from processor.windows import Config, Output, PartitionState, process
+from processor.windows import Config, LateEvent, Output, PartitionState, process
 
-__all__ = ["Batch", "Destination", "Fetched", "PartitionRunner", "Restored", "Written"]
+__all__ = [
+    "Batch",
+    "Destination",
+    "EventValues",
+    "Fetched",
+    "PartitionRunner",
+    "Restored",
+    "Written",
+]
 
 Destination = Literal["windows", "late", "dlq", "changelog"]
 Headers = list[tuple[str, bytes]]
+# The record value at an offset of the runner's events partition; None if Kafka no
+# longer has it (retention). Called only for a late event restored without its value.
+EventValues = Callable[[int], bytes | None]
 
 
 class Fetched(NamedTuple):
@@ -48,7 +64,7 @@ class Fetched(NamedTuple):
     key: bytes | None
     value: bytes | None
     timestamp_ms: int  # the record's own timestamp; 0 if it has none
-    headers: Headers | None = None
+    headers: Sequence[tuple[str, bytes | None]] | None = None
 
 
 class Written(NamedTuple):
@@ -93,7 +109,7 @@ class Restored:
 class PartitionRunner:
     """A partition's core state and position, and the batch step over it."""
 
-    __slots__ = ("_config", "_source", "next_offset", "partition", "state", "store")
+    __slots__ = ("_config", "_source", "_values", "next_offset", "partition", "state", "store")
 
     def __init__(
         self,
@@ -104,6 +120,7 @@ class PartitionRunner:
         next_offset: int,
         *,
         store: bool = True,
+        values: EventValues | None = None,
     ) -> None:
         self.partition = partition
         self._source = source_topic
@@ -111,6 +128,7 @@ class PartitionRunner:
         self.state = state
         self.next_offset = next_offset
         self.store = store  # False (replay, explain): no changelog writes are made
+        self._values = values
 
     @classmethod
     def restore(
@@ -120,11 +138,13 @@ class PartitionRunner:
         config: Config,
         stored: StoredPartition,
         earliest_offset: int,
+        values: EventValues | None = None,
     ) -> tuple[PartitionRunner, Restored]:
         """The runner that resumes from `stored`, the partition's folded changelog.
 
         `earliest_offset` is the events partition's first offset still in Kafka: a
         stored position below it (or none, which means the beginning) resumes there.
+        `values` reads a restored buffered event's record back when it turns out late.
         """
         position = stored.position
         next_offset = earliest_offset if position is None else position.next_offset
@@ -148,7 +168,7 @@ class PartitionRunner:
                     Position(wal.next_offset, wal.watermark_ms).encode(),
                 ),
             )
-        runner = cls(partition, source_topic, config, state, next_offset)
+        runner = cls(partition, source_topic, config, state, next_offset, values=values)
         restored = Restored(
             partition, next_offset, watermark_ms, state.pending(), deleted, stored.ahead, redo
         )
@@ -181,13 +201,13 @@ class PartitionRunner:
                 batch.first_offset = offset
             records_run += 1
             try:
-                record = decode_(fetched.key, fetched.value)
+                record = decode_(fetched.key, fetched.value, fetched.headers, offset)
             except Exception as exc:  # any decoding failure is the record's fault, not ours
                 self._dead_letter(batch, fetched, exc)
             else:
                 state, outputs = process_(state, record, config)
                 if outputs:
-                    _emit(batch, outputs, fetched.timestamp_ms)
+                    _emit(batch, outputs, fetched.timestamp_ms, self._values)
             next_offset = offset + 1
         self.state, self.next_offset = state, next_offset
         if not records_run:
@@ -223,11 +243,18 @@ class PartitionRunner:
         batch.dead_letters.append((fetched.offset, reason))
 
 
-def _emit(batch: Batch, outputs: list[Output], timestamp_ms: int) -> None:
+def _emit(
+    batch: Batch, outputs: list[Output], timestamp_ms: int, values: EventValues | None
+) -> None:
     counts, written = batch.counts, batch.outputs
     for out in outputs:
         counts.tally(out)
+        if type(out) is LateEvent and not out.event.value and values is not None:
+            event = out.event
+            read_back = values(event.offset) if event.offset >= 0 else None
+            if read_back:  # else encode_late writes what the core kept of it
+                out = LateEvent(event._replace(value=read_back), out.reason)
         encoded = encode_output(out)
         if encoded is not None:  # None: a duplicate, counted and dropped
             destination, key, value = encoded
-            written.append(Written(destination, key, value, timestamp_ms))
+            written.append(Written(destination, key, value, timestamp_ms, output_headers(out)))

@@ -5,7 +5,8 @@ runtime which partitions it was assigned or lost. The runtime talks to Kafka
 through three small ports, so the same code runs over confluent-kafka in both
 engines and over in-memory fakes in the tests (`tests/processor/fakes.py`):
 - `ChangelogReader.read`: every record of some changelog partitions, to the end;
-- `EventsOffsets.earliest`: an events partition's first offset still in Kafka;
+- `EventsOffsets`: an events partition's first offset still in Kafka, and the
+  record value at an offset (a restored buffered event that turns out late);
 - `BatchWriter`: writes batches atomically (`processor.transactions`).
 
 Why a crash or a rebalance loses and changes no window
@@ -36,14 +37,17 @@ writes it again, in a transaction, before the first batch.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from plumbing.logs import record_fields
 from processor.changelog import fold
 from processor.counts import Counts
 from processor.runner import Batch, Fetched, PartitionRunner, Restored, Written
+from processor.tracing import BatchTracer
 from processor.windows import Config
 from schemas.timestamps import format_ms
 
@@ -90,6 +94,10 @@ class EventsOffsets(Protocol):
         """The first offset of the events partition still in Kafka."""
         ...
 
+    def value_at(self, partition: int, offset: int) -> bytes | None:
+        """The value of the events record at `offset`; None if Kafka no longer has it."""
+        ...
+
 
 class BatchWriter(Protocol):
     def fence(self, partitions: Sequence[int]) -> None:
@@ -125,8 +133,10 @@ class Runtime:
         changelog: ChangelogReader,
         events: EventsOffsets,
         writer: BatchWriter,
+        tracer: BatchTracer | None = None,
     ) -> None:
         self._config = config
+        self._tracer = tracer  # None: tracing is off (`processor.tracing`)
         self._events_topic = events_topic
         self._changelog = changelog
         self._events = events
@@ -175,10 +185,13 @@ class Runtime:
         owned are ignored.
         """
         batches = []
+        tracer, spans = self._tracer, []
         for partition, records in fetched.items():
             runner = self.parts.get(partition)
             if runner is None:
                 continue
+            if tracer is not None:
+                spans += tracer.start(partition, records, runner.next_offset)
             batch = runner.run(records)
             if batch is not None:
                 batches.append(batch)
@@ -187,7 +200,11 @@ class Runtime:
         try:
             self._writer.write(batches)
         except Aborted as exc:
-            return self._rewind(exc)
+            if tracer is not None:
+                tracer.end(spans, exc)
+            return self._rewind(exc, batches)
+        if tracer is not None:
+            tracer.end(spans)
         self.aborts_in_a_row = 0
         for batch in batches:
             self.counts.add(batch.counts)
@@ -198,11 +215,12 @@ class Runtime:
                     batch.partition,
                     offset,
                     reason,
+                    extra=record_fields(partition=batch.partition, offset=offset),
                 )
         self.counts.batches += 1
         return None
 
-    def _rewind(self, exc: Aborted) -> Rewind:
+    def _rewind(self, exc: Aborted, batches: Sequence[Batch]) -> Rewind:
         pause_s = abort_pause_s(self.aborts_in_a_row)
         self.aborts_in_a_row += 1
         self.counts.aborts += 1
@@ -210,6 +228,7 @@ class Runtime:
             "transaction aborted (%s); rewinding to the stored state, retrying in %.1f s",
             exc,
             pause_s,
+            extra=_aborted_fields(batches),
         )
         owned = self.owned()
         self.parts.clear()
@@ -222,7 +241,12 @@ class Runtime:
             stored = fold(partition, read.get(partition, ()))
             earliest = self._events.earliest(partition)
             runner, restored = PartitionRunner.restore(
-                partition, self._events_topic, self._config, stored, earliest
+                partition,
+                self._events_topic,
+                self._config,
+                stored,
+                earliest,
+                functools.partial(self._events.value_at, partition),
             )
             if restored.redo:
                 self._writer.write_changelog(partition, restored.redo)
@@ -233,13 +257,26 @@ class Runtime:
         return offsets
 
 
+def _aborted_fields(batches: Sequence[Batch]) -> dict[str, object]:
+    """`extra=` of an abort line: the partitions whose batches aborted and, for one
+    partition, where its batch began."""
+    partitions = sorted(batch.partition for batch in batches)
+    fields: dict[str, object] = {"partitions": partitions}
+    if len(batches) == 1:
+        fields.update(record_fields(partition=partitions[0], offset=batches[0].first_offset))
+    return fields
+
+
 def _log_restored(restored: Restored) -> None:
     partition = restored.partition
+    # offset: where the partition resumes
+    where = record_fields(partition=partition, offset=restored.next_offset)
     if restored.redo:
         log.info(
             "partition %d: redid the write-ahead record an earlier version left (%d writes)",
             partition,
             len(restored.redo),
+            extra=where,
         )
     if restored.deleted is not None:
         _log_deleted(partition, *restored.deleted)
@@ -252,6 +289,7 @@ def _log_restored(restored: Restored) -> None:
             len(restored.ahead),
             restored.next_offset,
             restored.ahead[0],
+            extra={**where, **record_fields(input_id=restored.ahead[0].partition(":")[2])},
         )
     log.info(
         "partition %d: state restored (next offset %d, watermark %s, %d inputs pending)",
@@ -259,6 +297,7 @@ def _log_restored(restored: Restored) -> None:
         restored.next_offset,
         "none" if restored.watermark_ms is None else format_ms(restored.watermark_ms),
         restored.pending,
+        extra=where,
     )
 
 
@@ -269,4 +308,5 @@ def _log_deleted(partition: int, first: int, last: int) -> None:
         partition,
         first,
         last,
+        extra={**record_fields(partition=partition, offset=first), "last_offset": last},
     )

@@ -12,6 +12,11 @@ offsets (KIP-447), commit. What differs is only who fences whom:
   `transactional.id` names the partition: `init_transactions` by a new owner
   fences the old one's producer for good and ends its open transaction.
 
+A fenced producer raises `Fenced`: another worker took over what it was writing
+(it stalled past its session timeout, or another process runs on its data dir).
+Nothing it holds in memory is current then, so the engines stop the process
+(`FENCED_EXIT_CODE`) rather than guess which partitions are still theirs.
+
 Every transaction call waits in slices and is made again while the error is
 retriable, so a broker outage is ridden out and a SIGTERM still takes effect
 (librdkafka blocks in C past its timeout while the coordinator is down). An
@@ -25,6 +30,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
@@ -36,13 +42,16 @@ from processor.runner import Batch, Written
 from processor.runtime import Aborted
 
 __all__ = [
+    "FENCED_EXIT_CODE",
     "LIBRARY_LOG",
+    "Fenced",
     "GroupWriter",
     "PartitionWriter",
     "StopUncommitted",
     "Transactions",
     "destinations",
     "producer_config",
+    "report_fenced",
 ]
 
 log = logging.getLogger("livewindows.worker")
@@ -51,11 +60,32 @@ LIBRARY_LOG = logging.getLogger("livewindows.worker.librdkafka")
 
 _TIMEOUT_S = 30.0  # warn after this long without success
 _WAIT_S = 1.0  # one wait of a transaction call that is made again until it succeeds
+_FLUSH_WAIT_S = 0.1
 _ABORT_TRIES = 5
+_PARALLEL_WRITES = 16  # partitions whose transactions a Faust worker commits at once
+_FENCED = (KafkaError._FENCED, KafkaError.PRODUCER_FENCED)
+# A worker that was fenced exits with this (EX_TEMPFAIL): restarted, it rejoins the group.
+FENCED_EXIT_CODE = 75
 
 
 class StopUncommitted(Exception):
     """Asked to stop while Kafka could not take the transaction in progress."""
+
+
+class Fenced(Exception):
+    """A newer producer with this `transactional.id` fenced this one: its transaction
+    in progress is aborted, and it can write nothing more."""
+
+
+def report_fenced(exc: Fenced) -> int:
+    """Say why a fenced worker stops; the code it exits with."""
+    log.error(
+        "%s: another worker took over what this one was writing (it stalled past its "
+        "session timeout?); stopping without writing more, exit %d: restarted, it rejoins",
+        exc,
+        FENCED_EXIT_CODE,
+    )
+    return FENCED_EXIT_CODE
 
 
 def destinations(settings: Settings) -> dict[str, str]:
@@ -110,22 +140,35 @@ class Transactions:
                 for written in batch.changelog:
                     self._produce(written, batch.partition)
             if offsets is not None:
+                # KIP-447 checks the group generation when the offsets are added, never
+                # at the commit, and a successor restores once that generation is over.
+                # So the batch's records must be in the log before the offsets are sent:
+                # then the end offsets the successor's restore reads cover them, and it
+                # waits for this transaction's decision. Otherwise a worker that stalled
+                # after its offsets were taken but before its records were sent (linger,
+                # a slow leader) could commit a batch its successor never restored.
+                self._flush()
                 tps, group = offsets()
                 producer = self._producer
                 self._retrying(lambda t: producer.send_offsets_to_transaction(tps, group, t))
             self._retrying(self._producer.commit_transaction)
         except KafkaException as exc:
             error: KafkaError = exc.args[0]
+            self._raise_if_fenced(error)
             if not error.txn_requires_abort():
                 raise
             self.abort()
             raise Aborted(error.str()) from None
 
     def write_changelog(self, partition: int, writes: Sequence[Written]) -> None:
-        self._producer.begin_transaction()
-        for written in writes:
-            self._produce(written, partition)
-        self._retrying(self._producer.commit_transaction)
+        try:
+            self._producer.begin_transaction()
+            for written in writes:
+                self._produce(written, partition)
+            self._retrying(self._producer.commit_transaction)
+        except KafkaException as exc:
+            self._raise_if_fenced(exc.args[0])
+            raise
 
     def abort(self) -> None:
         """Abort the open transaction; replace the producer if Kafka will not let it."""
@@ -135,6 +178,7 @@ class Transactions:
                 return
             except KafkaException as exc:
                 error: KafkaError = exc.args[0]
+                self._raise_if_fenced(error)
                 if error.fatal():
                     raise
                 log.warning("abort not completed yet: %s", error.str())
@@ -145,6 +189,11 @@ class Transactions:
 
     def poll(self) -> None:
         self._producer.poll(0)
+
+    def _raise_if_fenced(self, error: KafkaError) -> None:
+        if error.code() in _FENCED:
+            txn_id = self._config["transactional.id"]
+            raise Fenced(f"transactional.id {txn_id} is fenced: {error.str()}")
 
     def close(self) -> None:
         self._producer.flush(0)
@@ -166,6 +215,31 @@ class Transactions:
                 if self._stopping():
                     raise StopUncommitted("the producer's queue is full") from None
                 self._producer.poll(0.05)
+
+    def _flush(self) -> None:
+        """Until every record produced is acknowledged, or the transaction has failed.
+
+        Once it has failed (a record refused), librdkafka holds the records not sent
+        yet until they time out (the transaction timeout, 60 s): each short wait is
+        followed by a look at the transaction's state, so the abort comes at once.
+        """
+        while self._producer.flush(_FLUSH_WAIT_S) > 0:
+            self._raise_if_failed()
+            if self._stopping():
+                raise StopUncommitted("Kafka did not acknowledge the batch's records")
+
+    def _raise_if_failed(self) -> None:
+        """Raise the open transaction's error if it has one. librdkafka has no call
+        for its state, but refuses `begin_transaction` within a transaction, changing
+        nothing: with a state error while the transaction is fine, else with its error."""
+        try:
+            self._producer.begin_transaction()
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if error.fatal() or error.txn_requires_abort():
+                raise
+            return
+        raise RuntimeError("begin_transaction succeeded within a transaction")
 
     def _retrying(self, call: Callable[[float], object]) -> None:
         """`call(timeout)` until it succeeds; a retriable failure (a broker outage) is retried.
@@ -231,7 +305,9 @@ class GroupWriter:
 
     def fence(self, partitions: Sequence[int]) -> None:
         """Nothing to do: the coordinator refuses a stale member's offsets, and its
-        transaction with them (KIP-447)."""
+        transaction with them (KIP-447). A transaction whose offsets it took before
+        the generation ended has its records in the log already (`Transactions.write`
+        flushes first), so the restore that follows this waits for its decision."""
 
     def write(self, batches: Sequence[Batch]) -> None:
         def offsets() -> tuple[list[TopicPartition], Any]:
@@ -256,6 +332,7 @@ class PartitionWriter:
     ) -> None:
         self._make = make
         self._owned: dict[int, Transactions] = {}
+        self._pool = ThreadPoolExecutor(_PARALLEL_WRITES, thread_name_prefix="livewindows-txn")
 
     def fence(self, partitions: Sequence[int]) -> None:
         """`init_transactions` with the partition's `transactional.id`: the previous
@@ -265,14 +342,26 @@ class PartitionWriter:
                 self._owned[partition] = self._make(partition)
 
     def write(self, batches: Sequence[Batch]) -> None:
-        """Each partition's batch in its own transaction: partitions are independent,
-        so a batch written for one and aborted for another is still a whole batch each."""
+        """Each partition's batch in its own transaction, all at once.
+
+        Partitions are independent, so a batch written for one and aborted for
+        another is still a whole batch each; each producer is used by one thread
+        at a time, and their commits' round trips overlap instead of adding up
+        (one per owned partition per batch). Every write has ended before this
+        returns or raises.
+        """
+        if len(batches) == 1:
+            self._owned[batches[0].partition].write(batches)
+            return
+        futures = [self._pool.submit(self._owned[b.partition].write, [b]) for b in batches]
+        wait(futures)
         aborted: Aborted | None = None
-        for batch in batches:
-            try:
-                self._owned[batch.partition].write([batch])
-            except Aborted as exc:
+        for future in futures:
+            exc = future.exception()
+            if isinstance(exc, Aborted):
                 aborted = exc
+            elif exc is not None:
+                raise exc
         if aborted is not None:
             raise aborted
 

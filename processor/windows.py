@@ -45,6 +45,7 @@ __all__ = [
     "Tick",
     "WindowRecord",
     "process",
+    "seen_digest",
     "window_id",
 ]
 
@@ -55,16 +56,28 @@ ENDED: Literal["ended"] = "ended"
 
 LATE_OLDER_THAN_APPLIED = "older_than_applied"
 
-# Seen ids: every id among an input's last SEEN_KEEP events is kept, and older
-# ones too for SEEN_KEEP_MS of watermark time after their release, up to a hard
-# cap so that a flooding input cannot grow its state without bound. Ids are kept
-# in release order with the watermark of their release, never their own
-# received_at: an event received long before the watermark (a producer's clock
-# far behind) is released at once, ahead of events that arrived before it, and
-# would otherwise be the first forgotten although it is among the last arrived.
-SEEN_KEEP = 1000
+# Seen ids (SPEC §5): an id is kept while it was released less than SEEN_KEEP_MS
+# of watermark time ago, and the ids of the events applied at the input's last
+# applied time L are kept whatever their age; nothing else is. So an input's state
+# depends on its last day of traffic, never on its age. Why forgetting the others
+# changes no window: when an event is released, L becomes at least its
+# `occurred_at` (it is applied, or it is late because L is past it), and L never
+# decreases. So a redelivery of a forgotten id is released with `occurred_at <= L`:
+# below L it is published late; at L it was applied at L, and its id is among the
+# ones kept (until L moves on, past it). Ids are kept as 64-bit digests
+# (`seen_digest`), in release order with the watermark of their release, never
+# their own received_at (an event received long before the watermark is released
+# at once, ahead of events that arrived before it, and would otherwise be the first
+# forgotten). A flooding input keeps at most SEEN_CAP of each, oldest forgotten first.
 SEEN_KEEP_MS = 24 * 60 * 60 * 1000
 SEEN_CAP = 10_000
+_blake2b = hashlib.blake2b
+
+
+def seen_digest(event_id: str) -> bytes:
+    """The 64-bit digest an id is kept as: 8 bytes stored instead of ~36 characters.
+    Two ids of one input collide with odds of about n^2 / 2^65 (n ids kept)."""
+    return _blake2b(event_id.encode(), digest_size=8).digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +99,13 @@ class Config:
 
 
 class Event(NamedTuple):
-    """A canonical event as the core needs it; `value` is echoed to the late topic."""
+    """A canonical event as the core needs it.
+
+    `value` (the record as fetched) is echoed to the late topic; it is kept in memory
+    while the event is buffered but never stored: a restored buffered event has an
+    empty `value` and its events-topic `offset`, where the runner reads it back.
+    `traceparent` is the record's W3C trace context header, if it had one.
+    """
 
     event_id: str
     key: str
@@ -97,34 +116,9 @@ class Event(NamedTuple):
     received_ms: int
     reconnect_window_s: int | None = None
     value: bytes = b""
-
-    def to_list(self) -> list[Any]:
-        return [
-            self.event_id,
-            self.key,
-            self.provider,
-            self.input_id,
-            self.kind,
-            self.occurred_ms,
-            self.received_ms,
-            self.reconnect_window_s,
-            self.value.decode("utf-8"),
-        ]
-
-    @classmethod
-    def from_list(cls, item: list[Any]) -> Event:
-        event_id, key, provider, input_id, kind, occurred_ms, received_ms, rw_s, value = item
-        return cls(
-            event_id,
-            key,
-            provider,
-            input_id,
-            kind,
-            occurred_ms,
-            received_ms,
-            rw_s,
-            value.encode("utf-8"),
-        )
+    offset: int = -1  # in its events partition; -1: unknown (a state stored by format v1)
+    traceparent: bytes | None = None
+    digest: bytes = b""  # seen_digest(event_id), if the decoder computed it (b"": not yet)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +138,7 @@ class OpenWindow(NamedTuple):
     opening_received_ms: int
     opening_event_id: str
     open_reason: str
+    opening_traceparent: bytes | None = None
 
     @property
     def timeout_ms(self) -> int:
@@ -164,6 +159,10 @@ class WindowRecord(NamedTuple):
     close_reason: str | None
     opening_event_id: str
     closing_event_id: str | None
+    # W3C trace context of the event that caused the record (for a time-out, the
+    # opening event's) and of the opening event; not part of the record's value.
+    traceparent: bytes | None = None
+    opening_traceparent: bytes | None = None
 
     @property
     def key(self) -> str:
@@ -206,51 +205,17 @@ Output = WindowRecord | LateEvent | DuplicateEvent
 
 @dataclass(slots=True)
 class InputState:
-    """Everything SPEC §5 keeps per input; a plain value that serializes to JSON."""
+    """Everything SPEC §5 keeps per input (`processor.changelog` stores it)."""
 
     status: str = UNKNOWN
     window: OpenWindow | None = None
     buffer: list[Event] = field(default_factory=list)
     last_applied_ms: int | None = None
-    # event_id -> the watermark when it was released, oldest first (a state stored
-    # by an older version holds received_ms there, never later than that watermark:
-    # its ids are forgotten no later than they were before)
-    seen: dict[str, int] = field(default_factory=dict)
+    # digest of a released id -> the watermark when it was released, oldest first
+    seen: dict[bytes, int] = field(default_factory=dict)
+    # digests of the ids of the applied events whose occurred_at is last_applied_ms
+    seen_at_last: list[bytes] = field(default_factory=list)
     reconnect_window_ms: int | None = None  # None: the configured default
-
-    def to_dict(self) -> dict[str, Any]:
-        w = self.window
-        return {
-            "status": self.status,
-            "window": None
-            if w is None
-            else [
-                w.window_id,
-                w.provider,
-                w.input_id,
-                w.opened_ms,
-                w.reconnect_window_ms,
-                w.opening_received_ms,
-                w.opening_event_id,
-                w.open_reason,
-            ],
-            "buffer": [e.to_list() for e in self.buffer],
-            "last_applied_ms": self.last_applied_ms,
-            "seen": list(self.seen.items()),
-            "reconnect_window_ms": self.reconnect_window_ms,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> InputState:
-        window = data["window"]
-        return cls(
-            status=data["status"],
-            window=None if window is None else OpenWindow(*window),
-            buffer=[Event.from_list(item) for item in data["buffer"]],
-            last_applied_ms=data["last_applied_ms"],
-            seen={event_id: ms for event_id, ms in data["seen"]},
-            reconnect_window_ms=data["reconnect_window_ms"],
-        )
 
 
 class PartitionState:
@@ -334,7 +299,7 @@ def process(
         input_state = inputs.get(key)
         if input_state is None:
             input_state = inputs[key] = InputState()
-        elif _is_duplicate(input_state, record.event_id):
+        elif _is_duplicate(input_state, record, state.watermark_ms):
             outputs.append(DuplicateEvent(record))
             return state, outputs
         input_state.buffer.append(record)
@@ -367,13 +332,22 @@ def process(
     return state, outputs
 
 
-def _is_duplicate(state: InputState, event_id: str) -> bool:
-    if event_id in state.seen:
-        return True
-    for event in state.buffer:  # noqa: SIM110 (a loop: any() of a generator costs more)
+def _is_duplicate(state: InputState, record: Event, watermark_ms: int | None) -> bool:
+    """Whether the id is buffered, or kept as seen under the SPEC §5 rule (the age is
+    checked here: ids are forgotten only when their input is next released)."""
+    event_id = record.event_id
+    for event in state.buffer:  # a loop: any() of a generator costs more
         if event.event_id == event_id:
             return True
-    return False
+    if not state.seen and not state.seen_at_last:
+        return False
+    digest = record.digest or seen_digest(event_id)
+    released_ms = state.seen.get(digest)
+    if released_ms is not None and (
+        watermark_ms is None or watermark_ms - released_ms < SEEN_KEEP_MS
+    ):
+        return True
+    return digest in state.seen_at_last
 
 
 def _next_deadline(state: InputState, watermark_ms: int | None, config: Config) -> int | None:
@@ -417,6 +391,7 @@ def _release(state: InputState, watermark_ms: int, config: Config, outputs: list
         seen = state.seen
         for event in ready:
             occurred_ms = event.occurred_ms
+            digest = event.digest or seen_digest(event.event_id)
             last_applied_ms = state.last_applied_ms
             if last_applied_ms is not None and occurred_ms < last_applied_ms:
                 outputs.append(LateEvent(event, LATE_OLDER_THAN_APPLIED))
@@ -428,10 +403,16 @@ def _release(state: InputState, watermark_ms: int, config: Config, outputs: list
                 ):
                     _time_out(state, outputs)
                 _apply(state, event, config, outputs)
+                if occurred_ms == state.last_applied_ms:
+                    if len(state.seen_at_last) >= SEEN_CAP:
+                        del state.seen_at_last[0]
+                    state.seen_at_last.append(digest)
+                else:
+                    state.seen_at_last = [digest]
                 state.last_applied_ms = occurred_ms
-            seen[event.event_id] = watermark_ms
-            if len(seen) > SEEN_KEEP:
-                _forget_seen(seen, watermark_ms)
+            seen.pop(digest, None)  # a redelivery forgotten, or a collision: now the newest
+            seen[digest] = watermark_ms
+        _forget_seen(seen, watermark_ms)
     window = state.window
     if (
         window is not None
@@ -451,7 +432,7 @@ def _apply(state: InputState, event: Event, config: Config, outputs: list[Output
     kind = event.kind
     if kind == "connected":
         if state.window is not None:
-            _close(state, event.occurred_ms, "reconnected", event.event_id, outputs)
+            _close(state, event.occurred_ms, "reconnected", event, outputs)
         state.status = LIVE
     elif kind in ("disconnected", "errored"):
         if state.window is None and state.status in (UNKNOWN, LIVE):
@@ -460,7 +441,7 @@ def _apply(state: InputState, event: Event, config: Config, outputs: list[Output
             state.status = DISCONNECTED
     elif kind == "ended":
         if state.window is not None:
-            _close(state, event.occurred_ms, "ended", event.event_id, outputs)
+            _close(state, event.occurred_ms, "ended", event, outputs)
         state.status = ENDED
 
 
@@ -477,22 +458,32 @@ def _open(state: InputState, event: Event, config: Config, outputs: list[Output]
         event.received_ms,
         event.event_id,
         event.kind,
+        event.traceparent,
     )
     state.window = window
-    outputs.append(_record(window, "window.opened", None, None, None))
+    outputs.append(_record(window, "window.opened", None, None, None, event.traceparent))
 
 
 def _close(
     state: InputState,
     closed_ms: int,
     reason: str,
-    closing_event_id: str | None,
+    closing: Event | None,
     outputs: list[Output],
 ) -> None:
+    """Close the open window; `closing` is the event that closes it, None on a time-out."""
     window = state.window
     assert window is not None, "only an open window closes"
     state.window = None
-    outputs.append(_record(window, "window.closed", closed_ms, reason, closing_event_id))
+    if closing is None:
+        record = _record(
+            window, "window.closed", closed_ms, reason, None, window.opening_traceparent
+        )
+    else:
+        record = _record(
+            window, "window.closed", closed_ms, reason, closing.event_id, closing.traceparent
+        )
+    outputs.append(record)
 
 
 def _time_out(state: InputState, outputs: list[Output]) -> None:
@@ -503,13 +494,15 @@ def _time_out(state: InputState, outputs: list[Output]) -> None:
     state.status = ENDED
     if state.last_applied_ms is None or closed_ms > state.last_applied_ms:
         state.last_applied_ms = closed_ms
+        state.seen_at_last = []  # no event was applied at the new L
 
 
-def _forget_seen(seen: dict[str, int], watermark_ms: int) -> None:
-    """Drop the oldest seen ids beyond SEEN_KEEP that are too old, or beyond SEEN_CAP."""
-    while len(seen) > SEEN_KEEP:
+def _forget_seen(seen: dict[bytes, int], watermark_ms: int) -> None:
+    """Drop the seen ids released SEEN_KEEP_MS or more ago, and the oldest beyond SEEN_CAP."""
+    oldest_kept_ms = watermark_ms - SEEN_KEEP_MS
+    while seen:
         oldest = next(iter(seen))
-        if len(seen) <= SEEN_CAP and seen[oldest] >= watermark_ms - SEEN_KEEP_MS:
+        if len(seen) <= SEEN_CAP and seen[oldest] > oldest_kept_ms:
             break
         del seen[oldest]
 
@@ -520,6 +513,7 @@ def _record(
     closed_ms: int | None,
     close_reason: str | None,
     closing_event_id: str | None,
+    traceparent: bytes | None,
 ) -> WindowRecord:
     return WindowRecord(  # positionally: the field order of WindowRecord
         type_,
@@ -532,4 +526,6 @@ def _record(
         close_reason,
         window.opening_event_id,
         closing_event_id,
+        traceparent,
+        window.opening_traceparent,
     )

@@ -13,6 +13,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
@@ -22,14 +23,20 @@ from plumbing.logs import configure_logging
 from plumbing.processes import FATAL_EXIT_CODE, exit_now
 from plumbing.settings import ConfigError, Settings
 from plumbing.topics import adopt_topic_config
+from plumbing.tracing import configure_tracing
 from processor.changelog import CHANGELOG_CONFIG, changelog_topic
 from processor.datadir import DataDirInUse, open_data_dir, transactional_id
+from processor.gauges import partition_gauges
 from processor.group import (
     patience_s,
     wait_for_group,
 )
 from processor.metrics import METRICS_HOST, serve_metrics
 from processor.restore import ensure_changelog
+from processor.transactions import Fenced, report_fenced
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 __all__ = ["DEFAULT_DATA_DIR", "worker_command"]
 
@@ -51,6 +58,7 @@ def worker_command(args: argparse.Namespace, settings: Settings) -> int:
     elif not 1 <= metrics_port <= 65535:
         raise ConfigError(f"--metrics-port must be 1-65535, not {metrics_port}")
     _configure_logging()
+    tracing = configure_tracing("livewindows-worker")
     try:
         admin = _admin_client(settings)
         partitions = events_partitions(admin, settings)
@@ -68,12 +76,21 @@ def worker_command(args: argparse.Namespace, settings: Settings) -> int:
             open_data_dir(data_dir)
             txn_id = transactional_id(data_dir, settings.processor_app_id)
         else:
-            from processor.app import create_app, run_faust  # only this engine imports Faust
+            # only this engine imports Faust
+            from processor.app import create_app, highwater, run_faust
 
             log.info("engine faust: joining consumer group %s", settings.processor_app_id)
-            app, runtime = create_app(settings, data_dir, partitions=partitions)
+            app, runtime = create_app(
+                settings, data_dir, partitions=partitions, tracer_provider=tracing
+            )
             if metrics_port is not None:
-                serve_metrics(METRICS_HOST, metrics_port, lambda: runtime.counts)
+                end_offset = highwater(app, settings.events_topic)
+                serve_metrics(
+                    METRICS_HOST,
+                    metrics_port,
+                    lambda: runtime.counts,
+                    lambda now_ms: partition_gauges(runtime.parts, end_offset, now_ms),
+                )
     except KafkaUnavailable as exc:
         print(f"livewindows worker: {exc}", file=sys.stderr)
         return 1
@@ -82,22 +99,29 @@ def worker_command(args: argparse.Namespace, settings: Settings) -> int:
     except OSError as exc:
         raise ConfigError(f"cannot use data dir {data_dir}: {exc.strerror or exc}") from None
     if engine == "kafka":
-        return _run_kafka_engine(settings, txn_id, metrics_port)
+        return _run_kafka_engine(settings, txn_id, metrics_port, tracing)
     return run_faust(app, admin, settings.processor_app_id, patience)
 
 
-def _run_kafka_engine(settings: Settings, txn_id: str, metrics_port: int | None) -> int:
+def _run_kafka_engine(
+    settings: Settings,
+    txn_id: str,
+    metrics_port: int | None,
+    tracing: TracerProvider | None,
+) -> int:
     """The confluent-kafka engine (`processor.kafka_worker`); exit 70 on a fatal error."""
     from processor.kafka_worker import KafkaWorker
 
     log.info("engine kafka: transactional.id %s", txn_id)
     try:
-        worker = KafkaWorker(settings, txn_id)
+        worker = KafkaWorker(settings, txn_id, tracer_provider=tracing)
         if metrics_port is not None:
-            serve_metrics(METRICS_HOST, metrics_port, lambda: worker.stored_counts)
+            serve_metrics(METRICS_HOST, metrics_port, lambda: worker.stored_counts, worker.gauges)
         clean = worker.run()
     except ConfigError:
         raise
+    except Fenced as exc:
+        return report_fenced(exc)
     except Exception as exc:
         log.critical("fatal error, stopping: %r", exc, exc_info=exc)
         return FATAL_EXIT_CODE

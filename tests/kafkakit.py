@@ -123,6 +123,20 @@ def window_records(bootstrap: str, topic: str) -> list[dict[str, object]]:
     return [orjson.loads(r.value) for r in read_all(bootstrap, topic) if r.value]
 
 
+def reconnect_window_headers(
+    bootstrap: str, topic: str
+) -> tuple[dict[str, bytes | None], dict[str, bytes | None]]:
+    """The headers of a windows topic that holds one window, opened then closed by a
+    reconnect (asserted), as (opened's, closed's)."""
+    written = [(orjson.loads(r.value or b""), dict(r.headers)) for r in read_all(bootstrap, topic)]
+    assert [(w["type"], w["close_reason"]) for w, _ in written] == [
+        ("window.opened", None),
+        ("window.closed", "reconnected"),
+    ]
+    (_, opened), (_, closed) = written
+    return opened, closed
+
+
 def by_identity(windows: list[dict[str, object]]) -> set[tuple[str, str]]:
     """Windows as a set of (window_id + type, content): equal sets mean equal windows."""
     return {

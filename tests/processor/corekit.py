@@ -14,6 +14,7 @@ from processor.windows import (
     Tick,
     WindowRecord,
     process,
+    seen_digest,
 )
 
 T0 = 1_790_000_000_000  # 2026-09-21T14:13:20.000Z
@@ -40,6 +41,7 @@ def ev(
         received_ms=T0 + (occurred_ms if received_ms is None else received_ms),
         reconnect_window_s=reconnect_window_s,
         value=b'{"event_id":"%s"}' % event_id.encode(),
+        digest=seen_digest(event_id),  # as the decoder makes it
     )
 
 

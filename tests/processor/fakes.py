@@ -25,6 +25,7 @@ class FakeKafka:
     changelog: defaultdict[int, Log] = field(default_factory=lambda: defaultdict(list))
     outputs: list[Written] = field(default_factory=list)  # committed, in commit order
     earliest_offsets: dict[int, int] = field(default_factory=dict)
+    events: dict[int, list[Fetched]] = field(default_factory=dict)  # what value_at reads
     aborts_to_come: int = 0  # the next this many transactions are refused
     transactions: int = 0
     fenced: list[int] = field(default_factory=list)
@@ -38,6 +39,12 @@ class FakeKafka:
     # EventsOffsets
     def earliest(self, partition: int) -> int:
         return self.earliest_offsets.get(partition, 0)
+
+    def value_at(self, partition: int, offset: int) -> bytes | None:
+        for record in self.events.get(partition, ()):
+            if record.offset == offset and offset >= self.earliest(partition):
+                return record.value
+        return None
 
     # BatchWriter
     def fence(self, partitions: Sequence[int]) -> None:

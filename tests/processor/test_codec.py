@@ -31,6 +31,7 @@ from processor.windows import (
     Tick,
     WindowRecord,
     process,
+    seen_digest,
 )
 from schemas.records import LATEST_OCCURRED_MS, MAX_RECONNECT_WINDOW_S
 from schemas.timestamps import format_ms, parse_ms
@@ -64,7 +65,7 @@ def test_an_event_decodes_to_the_fields_the_core_needs_and_keeps_its_bytes() -> 
     event = decode(b"fastpix:in-1", value)
     assert event == Event(
         "e-1", "fastpix:in-1", "fastpix", "in-1", "disconnected",
-        parse_ms(AT), parse_ms(LATER), 60, value,
+        parse_ms(AT), parse_ms(LATER), 60, value, digest=seen_digest("e-1"),
     )  # fmt: skip
 
 

@@ -124,6 +124,12 @@ def test_the_earliest_offset_is_asked_by_a_new_client_while_one_does_not_know_th
             return {tp: _Future(7, self) for tp in wanted}
 
     monkeypatch.setattr(restore, "AdminClient", Client)
-    watermarks = restore.EventsWatermarks("127.0.0.1:1", "events", logging.getLogger("test"))
+    monkeypatch.setattr(restore, "Consumer", lambda config: None)  # the read-back reader
+    watermarks = restore.EventsWatermarks(
+        None,  # type: ignore[arg-type]  # the consumer: not asked
+        "events",
+        "127.0.0.1:1",
+        logging.getLogger("test"),
+    )
     assert watermarks.earliest(3) == 7
     assert len(made) == 2

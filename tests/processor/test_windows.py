@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-import orjson
+from dataclasses import replace
+
 import pytest
 
+from processor.changelog import decode_input, encode_input
 from processor.windows import (
+    SEEN_CAP,
     Config,
     DuplicateEvent,
-    InputState,
     PartitionState,
     WindowRecord,
     process,
+    seen_digest,
     window_id,
 )
 from tests.processor.corekit import T0, closed, ev, late_ids, run, tick, windows
 
 CONFIG = Config(grace_ms=500, reconnect_window_s=2)
+TRACEPARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
 def test_window_id_is_sha256_of_input_and_opening_event() -> None:
@@ -219,7 +223,7 @@ def test_an_event_received_long_ago_is_released_at_once() -> None:
     assert [w.type for w in windows(outputs)] == ["window.opened", "window.closed"]
 
 
-def test_seen_ids_are_bounded() -> None:
+def test_seen_ids_are_forgotten_a_day_after_their_release_except_those_at_the_last_time() -> None:
     records = [ev(f"o{i:05d}", "other", i, i) for i in range(1200)]
     state = PartitionState()
     for record in [*records, tick(10_000)]:
@@ -227,10 +231,30 @@ def test_seen_ids_are_bounded() -> None:
     seen = state.inputs["cloudflare:in1"].seen
     # Younger than 24 h: all kept.
     assert len(seen) == 1200
-    state, _ = process(state, tick(25 * 3600 * 1000), CONFIG)
-    state, _ = process(state, ev("x", "other", 25 * 3600 * 1000), CONFIG)
-    state, _ = process(state, tick(26 * 3600 * 1000), CONFIG)
-    assert len(state.inputs["cloudflare:in1"].seen) == 1000
+    day = 24 * 3600 * 1000
+    state, _ = process(state, tick(10_000 + day - 1), CONFIG)
+    state, _ = process(state, ev("x", "other", 10_000 + day - 1), CONFIG)
+    state, _ = process(state, tick(10_000 + day + 1000), CONFIG)
+    after = state.inputs["cloudflare:in1"]
+    # Released at 10,000 ms, a day and a bit ago: all forgotten but x, which is
+    # also the id applied at the last applied time.
+    assert list(after.seen) == [seen_digest("x")] == after.seen_at_last
+    state, outputs = process(state, ev("o01199", "other", 1199, 10_000 + day + 1001), CONFIG)
+    state, outputs2 = process(state, tick(10_000 + day + 2000), CONFIG)
+    assert late_ids([*outputs, *outputs2]) == ["o01199"]
+
+
+def test_seen_ids_are_capped_oldest_first() -> None:
+    records = [ev(f"o{i:05d}", "other", i // 4, i // 4) for i in range(SEEN_CAP + 5)]
+    state = PartitionState()
+    for n, record in enumerate(records):
+        state, _ = process(state, record, CONFIG)
+        if n % 400 == 0:
+            state, _ = process(state, tick(n // 4), CONFIG)
+    state, _ = process(state, tick(SEEN_CAP), CONFIG)
+    seen = state.inputs["cloudflare:in1"].seen
+    assert len(seen) == SEEN_CAP
+    assert seen_digest("o00004") not in seen and seen_digest("o00005") in seen
 
 
 def test_an_id_among_the_last_arrived_is_kept_though_received_long_before() -> None:
@@ -251,19 +275,22 @@ def test_an_id_among_the_last_arrived_is_kept_though_received_long_before() -> N
     assert sum(isinstance(out, DuplicateEvent) for out in outputs) == 1
 
 
-def test_input_state_round_trips_through_json() -> None:
+def test_input_state_round_trips_through_the_changelog_format() -> None:
     state = PartitionState()
     for record in (
         ev("a", "connected", 0, reconnect_window_s=7),
-        ev("b", "disconnected", 100),
+        ev("b", "disconnected", 100)._replace(traceparent=TRACEPARENT),
         tick(700),
-        ev("c", "connected", 900),
+        ev("c", "connected", 900)._replace(offset=3),
     ):
         state, _ = process(state, record, CONFIG)
     original = state.inputs["cloudflare:in1"]
-    assert original.window is not None and original.buffer
-    copy = InputState.from_dict(orjson.loads(orjson.dumps(original.to_dict())))
-    assert copy == original
+    assert original.window is not None and original.buffer and original.seen
+    assert original.window.opening_traceparent == TRACEPARENT
+    copy, offset = decode_input("cloudflare:in1", encode_input(original, 41))
+    # What is not stored: the buffered event's record value (read back by offset).
+    assert copy == replace(original, buffer=[e._replace(value=b"") for e in original.buffer])
+    assert offset == 41
 
 
 def test_restore_rebuilds_pending_deadlines() -> None:

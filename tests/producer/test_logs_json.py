@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
-from plumbing.logs import log_handler
+from tests.logkit import json_log as json_lines_of
 from tests.producer import seeds
 from tests.producer.conftest import MakeClient
 from tests.producer.fakes import MemoryPublisher
@@ -19,15 +19,8 @@ from tests.producer.test_app import FP_PATH, body_of, fp_headers
 @pytest.fixture
 def json_log() -> Iterator[io.StringIO]:
     """The producer's HTTP logger at DEBUG through the JSON handler `serve` installs."""
-    logger = logging.getLogger("livewindows.producer.http")
-    stream = io.StringIO()
-    handler = log_handler("json", service="producer", stream=stream)
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    yield stream
-    logger.removeHandler(handler)
-    logger.setLevel(level)
+    with json_lines_of("livewindows.producer.http", "producer", logging.DEBUG) as stream:
+        yield stream
 
 
 async def test_a_fastpix_stream_key_is_redacted_in_the_json_line(
