@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.livewindows-setup
 PYTEST_ARGS ?=
 
-.PHONY: setup run test lint bench clean send constraints
+.PHONY: setup run test chaos lint bench clean send constraints
 
 setup: $(STAMP)
 
@@ -26,6 +26,15 @@ run: setup
 
 test: setup
 	$(BIN)/pytest -q -p no:cacheprovider --timeout=300 $(PYTEST_ARGS)
+
+# Fault tests (README "Fault tests"), a few minutes: webhooks under load while
+# broker nodes, workers and the producer are killed (tests/chaos/), then workers
+# started together, repeated. `make test` runs a short version of each.
+CHAOS_START_ROUNDS ?= 3
+chaos: setup
+	$(BIN)/python -m tests.chaos
+	LIVEWINDOWS_START_ROUNDS=$(CHAOS_START_ROUNDS) $(BIN)/pytest -q -p no:cacheprovider \
+	  --timeout=600 tests/processor/test_workers_start_together.py
 
 lint: setup
 	$(BIN)/ruff check .

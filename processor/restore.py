@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TypeVar
 
 from confluent_kafka import (
@@ -46,45 +47,93 @@ log = logging.getLogger("livewindows.worker")
 
 _TIMEOUT_S = 30.0
 _PROGRESS_S = 5.0
+# A partition whose leader went down with its node: an offset query waits on the
+# leader the client knew until it times out, and is made again, until the cluster
+# has fenced that node and elected another leader (seconds), or the node is back.
+# A worker assigned partitions meanwhile must wait, not exit: the chaos run saw
+# workers exit (70) on each of the errors below while a node was being restarted.
+_LEADER_PATIENCE_S = 120.0
+_QUERY_TIMEOUT_S = 5.0
+# What Kafka answers while leadership moves (its InvalidMetadataException family):
+# the client asked with metadata that went stale, and will ask the new leader.
 _RETRIABLE = (
     KafkaError.NOT_LEADER_FOR_PARTITION,
     KafkaError.LEADER_NOT_AVAILABLE,
     KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError.FENCED_LEADER_EPOCH,
+    KafkaError.UNKNOWN_LEADER_EPOCH,
+    KafkaError.REPLICA_NOT_AVAILABLE,
+    KafkaError.OFFSET_NOT_AVAILABLE,
+    # librdkafka's own, for a request to a leader that went away meanwhile:
+    KafkaError._TIMED_OUT,
+    KafkaError._TRANSPORT,
+    KafkaError._DESTROY_BROKER,  # a fenced node left the metadata with the request on it
+    KafkaError._UNKNOWN_PARTITION,  # the metadata had no leader for it at that moment
+    KafkaError._ALL_BROKERS_DOWN,
 )
 
 T = TypeVar("T")
 Latest = dict[bytes, bytes | None]  # each key's last value (None: a tombstone)
 
 
-def end_offsets(admin: AdminClient, topic: str, partitions: Sequence[int]) -> dict[int, int]:
-    """Each partition's end offset at READ_UNCOMMITTED, retried while leaders are elected."""
+def end_offsets(
+    admins: Callable[[], AdminClient], topic: str, partitions: Sequence[int]
+) -> dict[int, int]:
+    """Each partition's end offset at READ_UNCOMMITTED, retried while leaders are elected;
+    each attempt with a client from `admins()`.
 
-    def listed() -> dict[int, int]:
-        latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
-        futures = admin.list_offsets(
-            {TopicPartition(topic, p): latest for p in partitions},
-            isolation_level=IsolationLevel.READ_UNCOMMITTED,
-            request_timeout=_TIMEOUT_S,
-        )
-        return {tp.partition: future.result().offset for tp, future in futures.items()}
+    librdkafka answers a partition whose leader is a node that died with offset -1001
+    (OFFSET_INVALID) and no error. Taken as an end, it made the restore read nothing:
+    the partition started over from offset 0 with empty state and wrote every window
+    of it again (the chaos run: 45 copies read_committed). So an offset below 0 is
+    asked for again, as a leader being elected is, by a new client: a client that
+    answered -1001 went on answering it for minutes after the leaders had moved
+    (even after reading the topic's metadata again), while a new one had the offsets
+    at once.
+    """
+    latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+    return _while_leaders_move(lambda: _listed(admins(), topic, partitions, latest))
 
-    return _while_leaders_move(listed)
+
+def _listed(
+    admin: AdminClient, topic: str, partitions: Sequence[int], spec: OffsetSpec
+) -> dict[int, int]:
+    """One ListOffsets of `partitions`; `admin` is held until the answers are in (a
+    client destroyed drops them: its futures never complete)."""
+    futures = admin.list_offsets(
+        {TopicPartition(topic, p): spec for p in partitions},
+        isolation_level=IsolationLevel.READ_UNCOMMITTED,
+        request_timeout=_QUERY_TIMEOUT_S,
+    )
+    try:
+        offsets = {tp.partition: f.result(2 * _QUERY_TIMEOUT_S).offset for tp, f in futures.items()}
+    except FutureTimeout:
+        raise KafkaException(KafkaError(KafkaError._TIMED_OUT)) from None
+    return _known(offsets)
+
+
+def _known(offsets: dict[int, int]) -> dict[int, int]:
+    """`offsets`, or `LEADER_NOT_AVAILABLE` (retried) if one is not an offset."""
+    if any(offset < 0 for offset in offsets.values()):
+        raise KafkaException(KafkaError(KafkaError.LEADER_NOT_AVAILABLE))
+    return offsets
 
 
 def watermark_offsets(consumer: Consumer, tp: TopicPartition) -> tuple[int, int]:
     """(low, high) offsets of `tp`, retried while a leader is elected (a new topic)."""
 
     def queried() -> tuple[int, int]:
-        low, high = consumer.get_watermark_offsets(tp, timeout=_TIMEOUT_S)
-        return int(low), int(high)
+        low, high = consumer.get_watermark_offsets(tp, timeout=_QUERY_TIMEOUT_S)
+        known = _known({0: int(low), 1: int(high)})
+        return known[0], known[1]
 
     return _while_leaders_move(queried)
 
 
-def _while_leaders_move(call: Callable[[], T]) -> T:
-    """`call()`, made again for up to `_TIMEOUT_S` while it fails because a partition
-    has no leader yet (a new topic, a broker that just went away)."""
-    deadline = time.monotonic() + _TIMEOUT_S
+def _while_leaders_move(call: Callable[[], T], patience_s: float = _LEADER_PATIENCE_S) -> T:
+    """`call()`, made again for up to `patience_s` while it fails because a partition
+    has no leader yet (a new topic, a broker that just went away) or it timed out."""
+    deadline = time.monotonic() + patience_s
     while True:
         try:
             return call()
@@ -100,7 +149,7 @@ class ChangelogConsumer:
 
     def __init__(self, bootstrap: str, topic: str, logger: logging.Logger) -> None:
         self._topic = topic
-        self._admin = AdminClient(admin_config(bootstrap, logger))
+        self._admin_config = admin_config(bootstrap, logger)
         self._consumer = Consumer(
             {
                 # The group is never joined: partitions are assigned.
@@ -113,7 +162,7 @@ class ChangelogConsumer:
         self, partitions: Sequence[int]
     ) -> dict[int, Iterable[tuple[bytes | None, bytes | None]]]:
         latest: dict[int, Latest] = {p: {} for p in partitions}
-        ends = {p: end for p, end in end_offsets(self._admin, self._topic, partitions).items()}
+        ends = end_offsets(self._new_admin, self._topic, partitions)
         ends = {p: end for p, end in ends.items() if end > 0}
         if not ends:
             return {p: () for p in partitions}
@@ -151,13 +200,22 @@ class ChangelogConsumer:
         log.debug("read %d changelog records in %.1f s", records, time.monotonic() - began)
         return {p: keys.items() for p, keys in latest.items()}
 
+    def _new_admin(self) -> AdminClient:
+        """A client of its own for each query (`end_offsets` says why); restores are rare."""
+        return AdminClient(self._admin_config)
+
     def close(self) -> None:
         self._consumer.close()
 
 
 class EventsWatermarks:
-    """`EventsOffsets` over a consumer's watermark query, and a consumer of its own (no
-    group) that reads a record back by offset, if given the bootstrap servers."""
+    """`EventsOffsets`, and a consumer of its own (no group) that reads a record back by
+    offset, if given the bootstrap servers.
+
+    Given them, the earliest offset is asked by ListOffsets through a new admin client
+    for each attempt, not by the consumer's watermark query: a worker's long-lived
+    consumer answered _UNKNOWN_PARTITION for 120 s after a broker node was killed (its
+    metadata never named the new leader), and the worker exited."""
 
     def __init__(
         self,
@@ -169,6 +227,7 @@ class EventsWatermarks:
         self._consumer = consumer
         self._topic = topic
         self._reader: Consumer | None = None
+        self._admin_config = None if bootstrap is None else admin_config(bootstrap, logger)
         if bootstrap is not None:
             config: dict[str, object] = {
                 "bootstrap.servers": bootstrap,
@@ -182,8 +241,15 @@ class EventsWatermarks:
             self._reader = Consumer(config)
 
     def earliest(self, partition: int) -> int:
-        low, _high = watermark_offsets(self._consumer, TopicPartition(self._topic, partition))
-        return low
+        config = self._admin_config
+        if config is None:
+            low, _high = watermark_offsets(self._consumer, TopicPartition(self._topic, partition))
+            return low
+        earliest = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
+        listed = _while_leaders_move(
+            lambda: _listed(AdminClient(config), self._topic, [partition], earliest)
+        )
+        return listed[partition]
 
     def value_at(self, partition: int, offset: int) -> bytes | None:
         """The value at `offset`: a restored buffered event that turned out late (rare)."""

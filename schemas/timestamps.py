@@ -145,9 +145,13 @@ def format_ms(ms: int) -> str:
 
 
 def _second_texts() -> list[str]:
-    """ "SS.mmmZ" for each millisecond of a minute (built on first use: 60,000 strings)."""
+    """ "SS.mmmZ" for each millisecond of a minute (built on first use: 60,000 strings).
+
+    Built whole, then added in one step: extending from a generator would show other
+    threads a part of the list (a load generator's senders format times at once).
+    """
     if not _SECOND_TEXTS:
-        _SECOND_TEXTS.extend(f"{s:02d}.{m:03d}Z" for s in range(60) for m in range(1000))
+        _SECOND_TEXTS.extend([f"{s:02d}.{m:03d}Z" for s in range(60) for m in range(1000)])
     return _SECOND_TEXTS
 
 

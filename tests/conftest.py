@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, settings
 
 from livewindows.kafka.launcher import KafkaCluster, LauncherError
 from plumbing.topics import ensure_topics
-from tests.localkafka import start_cluster
+from tests.localkafka import Supervised, start_cluster, supervised_cluster
 
 # Property tests have no per-example deadline: one stall of a busy CI host is not a
 # failure. On top of the profile Hypothesis chose (its "ci" one when CI is set:
@@ -86,6 +86,18 @@ def _local_cluster() -> KafkaCluster:
         return start_cluster()
     except LauncherError as error:
         pytest.fail(f"no Kafka for the tests: {error} (or set {BOOTSTRAP_ENV})", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def three_node_cluster() -> Iterator[Supervised]:
+    """A local 3-node cluster (every node broker and controller) whose nodes are
+    restarted when they die, for the tests of start-up races and faults; started
+    on first use. Its topics get replication 3 when the tests ask for it."""
+    try:
+        with supervised_cluster(3) as supervised:
+            yield supervised
+    except LauncherError as error:
+        pytest.fail(f"no 3-node Kafka for the tests: {error}", pytrace=False)
 
 
 @pytest.fixture

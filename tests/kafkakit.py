@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import random
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
@@ -17,15 +19,32 @@ from schemas.timestamps import format_ms
 
 def port_with_controller_port(nodes: int = 1) -> int:
     """A free port P such that the CLI's ports for `nodes` nodes, P ... P + nodes - 1
-    and their controllers' P + 100 ..., are free too."""
-    for _ in range(50):
-        (port,) = free_ports(1)
+    and their controllers' P + 100 ..., are free too.
+
+    Below the kernel's ephemeral range when it leaves room: a client that connects
+    to a node while it is down may be given the node's own port as its local port
+    (a TCP self-connect: an established connection to itself, which librdkafka keeps
+    retrying), and the node cannot bind its port again when it is restarted. A test
+    that kills and restarts nodes saw it within a minute with ports the kernel chose.
+    """
+    low, high = _below_ephemeral_range(nodes)
+    for attempt in range(200):
+        port = random.randrange(low, high) if high > low and attempt < 150 else free_ports(1)[0]
         wanted = [
             p + offset for p in range(port, port + nodes) for offset in (0, CONTROLLER_PORT_OFFSET)
         ]
-        if max(wanted) <= 65535 and all(port_free(p) for p in wanted[1:]):
+        if max(wanted) <= 65535 and all(port_free(p) for p in wanted):
             return port
     raise AssertionError("no free ports for the CLI's cluster")
+
+
+def _below_ephemeral_range(nodes: int) -> tuple[int, int]:
+    """[low, high) of the ports P to choose from, below the ephemeral range of Linux."""
+    try:
+        first = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        first = 32768  # Linux's default
+    return 20000, first - CONTROLLER_PORT_OFFSET - nodes
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import argparse
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from confluent_kafka import Consumer, Message, Producer
@@ -24,7 +24,7 @@ from plumbing import topics
 from plumbing.clients import KEY_PARTITIONER
 from plumbing.settings import Settings
 from plumbing.topics import MIN_INSYNC, TopicsError, ensure_topics, topic_config
-from tests.localkafka import start_cluster
+from tests.localkafka import Supervised
 
 
 def _settings(bootstrap: str, suffix: str, partitions: int = 3) -> Settings:
@@ -120,14 +120,10 @@ def test_min_insync_replicas_follows_the_replication_factor() -> None:
     assert topic_config(3, {MIN_INSYNC: "3"}) == {MIN_INSYNC: "3"}  # the caller's wins
 
 
-@pytest.fixture(scope="module")
-def three_nodes() -> Iterator[str]:
-    """A 3-node cluster of this module's own (the session broker has one node)."""
-    cluster = start_cluster(3, heap_mb=256)
-    try:
-        yield cluster.bootstrap
-    finally:
-        cluster.stop()
+@pytest.fixture
+def three_nodes(three_node_cluster: Supervised) -> str:
+    """The session's 3-node cluster (the session broker has one node)."""
+    return three_node_cluster.bootstrap
 
 
 def _topic_settings(bootstrap: str, topic: str) -> dict[str, tuple[str | None, int]]:

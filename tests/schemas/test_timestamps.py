@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from datetime import UTC, datetime
 
 import pytest
@@ -127,3 +128,31 @@ def test_canonical_ms_is_parse_ms_on_the_contracts_form_and_none_elsewhere(text:
         elif canonical:
             with pytest.raises(InvalidTimestamp):  # only an impossible date or clock
                 parse_ms(text)
+
+
+def _format_from_threads(threads: int) -> list[str | BaseException]:
+    """`format_ms` of one time, called by `threads` threads at the same moment."""
+    start = threading.Barrier(threads)
+    results: list[str | BaseException] = []
+
+    def call() -> None:
+        start.wait(10)
+        try:
+            results.append(format_ms(1_642_074_221_855 + 59_999))
+        except Exception as exc:
+            results.append(exc)
+
+    started = [threading.Thread(target=call) for _ in range(threads)]
+    for thread in started:
+        thread.start()
+    for thread in started:
+        thread.join()
+    return results
+
+
+def test_format_ms_from_threads_while_its_cache_is_being_built() -> None:
+    # The first call builds a 60,000-entry table; a thread that saw it half built
+    # raised IndexError (the chaos load generator's senders, started together).
+    for _ in range(20):
+        timestamps._SECOND_TEXTS.clear()
+        assert _format_from_threads(4) == ["2022-01-13T11:44:41.854Z"] * 4
