@@ -11,6 +11,7 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from livewindows.kafka.launcher import CONTROLLER_PORT_OFFSET, free_ports, port_free
+from plumbing.clients import writer_config
 from processor.codec import DecodeError, decode, encode_tick
 from processor.windows import Config, PartitionState, WindowRecord, process
 from schemas.records import Event
@@ -174,8 +175,9 @@ def event_value(
 
 
 def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
-    """Write (key, value) records; ticks (key __tick__) go to every partition."""
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all"})
+    """Write (key, value) records as every livewindows writer does (`writer_config`: a key
+    lands where the producer would put it); ticks (key __tick__) go to every partition."""
+    producer = Producer(writer_config(bootstrap))
     partitions = None
     for key, value in records:
         if key == b"__tick__":
