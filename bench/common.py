@@ -191,21 +191,30 @@ class Service:
         return "\n".join(self.output().splitlines()[-lines:])
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time so far (from /proc; 0 once it has exited)."""
-        try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+        """User + system CPU time so far of the process and its children (a Faust
+        worker's runtime runs in one), from /proc; 0 once it has exited."""
+        total = 0
+        for pid in _process_tree(self.pid):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += sum(int(field) for field in fields[11:15])  # own and reaped children's
+        return total / _CLOCK_TICKS
 
     def peak_rss_bytes(self) -> int | None:
-        """The kernel's high-water mark of the resident set (VmHWM)."""
-        try:
-            status = Path(f"/proc/{self.pid}/status").read_text()
-        except OSError:
-            return None
-        match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
-        return int(match.group(1)) * 1024 if match else None
+        """The kernel's high-water marks of the resident sets (VmHWM) of the process and
+        its children, added up: at most what they held at once."""
+        peaks = []
+        for pid in _process_tree(self.pid):
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+            if match:
+                peaks.append(int(match.group(1)) * 1024)
+        return sum(peaks) if peaks else None
 
     def wait_for(self, condition: Callable[[], bool], timeout_s: float, what: str) -> None:
         deadline = time.monotonic() + timeout_s
@@ -242,6 +251,23 @@ def services() -> Iterator[list[Service]]:
     finally:
         for service in reversed(started):
             service.stop()
+
+
+def _process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants now alive (Linux /proc)."""
+    tree, i = [pid], 0
+    while i < len(tree):
+        try:
+            tasks = list(Path(f"/proc/{tree[i]}/task").iterdir())
+        except OSError:
+            tasks = []
+        for task in tasks:
+            try:
+                tree.extend(int(child) for child in (task / "children").read_text().split())
+            except OSError:
+                continue
+        i += 1
+    return tree
 
 
 class CpuMeter:
@@ -289,7 +315,8 @@ def py_spy() -> str | None:
 
 
 class Profiler:
-    """py-spy sampling one process for a while; `summary` gives its hottest frames."""
+    """py-spy sampling one process (and its children) for a while; `summary` gives
+    the hottest frames."""
 
     def __init__(self, pid: int, seconds: float, out: Path, *, idle: bool = False) -> None:
         tool = py_spy()
@@ -298,7 +325,7 @@ class Profiler:
         if tool is None:
             return
         argv = [tool, "record", "-p", str(pid), "-d", str(max(1, round(seconds))), "-r", "200",
-                "--format", "raw", "--nonblocking", "-o", str(out)]  # fmt: skip
+                "--format", "raw", "--nonblocking", "--subprocesses", "-o", str(out)]  # fmt: skip
         if idle:
             argv.append("--idle")
         self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

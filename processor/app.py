@@ -8,7 +8,9 @@ through the core and writes them (outputs, changelog, position) in one Kafka
 transaction per partition; a timer writes ticks to the partitions this worker
 owns. Restore, batches, transactions and why they are exactly-once are the
 runtime's; here the writer is `transactions.PartitionWriter`, whose
-`transactional.id` per partition lets a new owner fence a stalled old one.
+`transactional.id` per partition lets a new owner fence a stalled old one. The
+runtime lives in a process of its own (`processor.runtime_process`), so that it
+and Faust each have a core.
 
 Faust's own offsets are only a hint. The stored position, not Faust's committed
 offset, says where a partition resumes: a partition is restored on its first
@@ -22,9 +24,10 @@ Faust's commit never runs ahead of the stored position except after such a skip,
 which costs a seek, never a record.
 
 Runtime calls block (a restore reads the changelog; a commit waits for the
-broker), so they run in a thread, one at a time (`_lock`): Faust's heartbeats
-and fetches go on meanwhile. An unexpected error ends the process at once (exit
-70) rather than let Faust ack past a batch that was not written.
+broker), so they are made from a thread, one at a time (`_lock`): Faust's
+heartbeats and fetches go on meanwhile. An unexpected error, the runtime's
+process dying included, ends the process at once (exit 70) rather than let Faust
+ack past a batch that was not written.
 
 `processing_guarantee="exactly_once"` is not used: in faust-streaming 0.15.3 it
 is known to crash at start-up (faust-streaming/faust#440), to produce duplicates
@@ -45,15 +48,13 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import faust
-from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 from faust.types import TP, AppT, EventT, StreamT
 from mode.supervisors import CrashingSupervisor
 
-from plumbing.clients import reader_config
 from plumbing.logs import record_fields
 from plumbing.processes import FATAL_EXIT_CODE, exit_now
 from plumbing.settings import Settings
@@ -61,24 +62,10 @@ from processor.counts import LOG_EVERY_S, CountsLog
 from processor.datadir import open_data_dir
 from processor.gauges import EndOffset
 from processor.group import GroupHeldByOtherEngine, held_by, held_by_other_engine
-from processor.restore import ChangelogConsumer, EventsWatermarks
 from processor.runner import Fetched
-from processor.runtime import Runtime
+from processor.runtime_process import RuntimeProcess
 from processor.ticks import Ticker
-from processor.tracing import BatchTracer
-from processor.transactions import (
-    LIBRARY_LOG,
-    Fenced,
-    PartitionWriter,
-    Transactions,
-    destinations,
-    producer_config,
-    report_fenced,
-)
-from processor.windows import Config
-
-if TYPE_CHECKING:
-    from opentelemetry.sdk.trace import TracerProvider
+from processor.transactions import LIBRARY_LOG, Fenced, report_fenced
 
 __all__ = ["create_app", "highwater", "run_faust"]
 
@@ -106,11 +93,9 @@ def create_app(
     data_dir: Path,
     *,
     partitions: int,
-    tracer_provider: TracerProvider | None = None,
-) -> tuple[faust.App, Runtime]:
+) -> tuple[faust.App, RuntimeProcess]:
     """The worker's Faust app, and the runtime it feeds (for the metrics);
-    `partitions` is the events topic's real partition count; with a
-    `tracer_provider`, events that carry a trace context are traced."""
+    `partitions` is the events topic's real partition count."""
     session_timeout_s = settings.processor_session_timeout_ms / 1000
     open_data_dir(data_dir)
     app = faust.App(
@@ -137,7 +122,7 @@ def create_app(
         autodiscover=False,
     )
     events = app.topic(settings.events_topic, key_serializer="raw", value_serializer="raw")
-    engine = _FaustEngine(app, settings, tracer_provider)
+    engine = _FaustEngine(app, settings)
 
     async def windows(stream: StreamT[bytes]) -> None:
         # noack() is not on StreamT, take_events() is not on what noack() returns
@@ -185,6 +170,7 @@ def create_app(
     async def on_shutdown(sender: AppT, *args: Any, **_: Any) -> None:
         await log_counts()
         engine.ticker.close()
+        await engine.close()
 
     app.on_partitions_assigned.connect(_receiver(on_assigned))
     app.on_partitions_revoked.connect(_receiver(on_revoked))
@@ -292,32 +278,14 @@ def _guard_join(app: faust.App, admin: AdminClient, group_id: str, patience: flo
 class _FaustEngine:
     """Faust's events, grouped by partition, into the runtime; seeks where it says."""
 
-    def __init__(
-        self, app: faust.App, settings: Settings, tracer_provider: TracerProvider | None
-    ) -> None:
+    def __init__(self, app: faust.App, settings: Settings) -> None:
         self._app = app
         self._events = settings.events_topic
-        bootstrap = settings.kafka_bootstrap_servers
-        library = LIBRARY_LOG
-        topics = destinations(settings)
-        app_id = settings.processor_app_id
-
-        def transactions(partition: int) -> Transactions:
-            txn_id = f"{app_id}-faust-{partition}"
-            return Transactions(producer_config(bootstrap, txn_id), topics, _never)
-
-        offsets = Consumer(reader_config(bootstrap, f"{app_id}-offsets", library))
-        self.runtime = Runtime(
-            Config(settings.window_grace_ms, settings.reconnect_window_s),
-            self._events,
-            ChangelogConsumer(bootstrap, topics["changelog"], library),
-            EventsWatermarks(offsets, self._events, bootstrap, library),
-            PartitionWriter(transactions),
-            None if tracer_provider is None else BatchTracer(tracer_provider, self._events),
-        )
-        self.ticker = Ticker(bootstrap, self._events, library)
+        self.runtime = RuntimeProcess(settings)
+        self.ticker = Ticker(settings.kafka_bootstrap_servers, self._events, LIBRARY_LOG)
         self._lock = asyncio.Lock()
         self._sought_at: dict[int, float] = {}
+        self._closed = False
         # What the group last assigned this worker, less what it revoked since.
         self._assignable: set[int] = set()
 
@@ -335,25 +303,27 @@ class _FaustEngine:
                 )
             )
         async with self._lock:
+            if self._closed:
+                return
             runtime = self.runtime
             # A partition is restored on its first record, and restoring it fences
             # whoever writes it now. Records Faust fetched before a revocation can
             # still come after it: such a partition is someone else's by then.
             for partition in [p for p in fetched if p not in self._assignable]:
                 del fetched[partition]
-            new = [p for p in fetched if p not in runtime.parts]
+            new = [p for p in fetched if p not in runtime.next_offsets]
             if new:
                 await asyncio.to_thread(runtime.assign, new)
             runnable: dict[int, list[Fetched]] = {}
             gaps: dict[int, int] = {}
             for partition, records in fetched.items():
-                taken, gap = _contiguous(records, runtime.parts[partition].next_offset)
+                taken, gap = _contiguous(records, runtime.next_offsets[partition])
                 if (
                     not taken
                     and gap is not None
                     and await asyncio.to_thread(runtime.skip_deleted, partition, gap)
                 ):
-                    taken, gap = _contiguous(records, runtime.parts[partition].next_offset)
+                    taken, gap = _contiguous(records, runtime.next_offsets[partition])
                 runnable[partition] = taken
                 if gap is not None:
                     gaps[partition] = gap
@@ -370,28 +340,36 @@ class _FaustEngine:
     def assigned(self, partitions: Iterable[int]) -> None:
         self._assignable = set(partitions)
 
+    async def close(self) -> None:
+        """Stop the runtime's process once the batch in progress is written (Faust
+        has stopped fetching by now). A batch still handed over is not run; Faust
+        acks it, so on restart it comes after a seek back to the stored position."""
+        async with self._lock:
+            self._closed = True
+            await asyncio.to_thread(self.runtime.close)
+
     async def revoke(self, partitions: Iterable[int]) -> None:
         revoked = list(partitions)
         self._assignable.difference_update(revoked)
         async with self._lock:
-            self.runtime.revoke(revoked)
+            await asyncio.to_thread(self.runtime.revoke, revoked)
 
     async def _seek_back(self, partition: int, offset: int) -> None:
         """Faust delivered `offset` past the position: fetch the partition from its position."""
-        part = self.runtime.parts.get(partition)
+        position = self.runtime.next_offsets.get(partition)
         now = time.monotonic()
-        if part is None or now - self._sought_at.get(partition, -math.inf) < _SEEK_BACK_EVERY_S:
+        if position is None or now - self._sought_at.get(partition, -math.inf) < _SEEK_BACK_EVERY_S:
             return  # sought back just now: records fetched before the seek still drain
         self._sought_at[partition] = now
         log.info(
             "partition %d: Faust skipped to offset %d; seeking back to %d",
             partition,
             offset,
-            part.next_offset,
-            extra=record_fields(partition=partition, offset=part.next_offset),
+            position,
+            extra=record_fields(partition=partition, offset=position),
         )
-        self.runtime.counts.rewinds += 1
-        await self._app.consumer.seek_wait({TP(self._events, partition): part.next_offset})
+        await asyncio.to_thread(self.runtime.count_rewind)
+        await self._app.consumer.seek_wait({TP(self._events, partition): position})
 
 
 def _contiguous(records: list[Fetched], next_offset: int) -> tuple[list[Fetched], int | None]:
@@ -416,10 +394,6 @@ def _headers(headers: Any) -> list[tuple[str, bytes]] | None:
         return None
     pairs = headers.items() if isinstance(headers, Mapping) else headers
     return [(name, value) for name, value in pairs]
-
-
-def _never() -> bool:
-    return False
 
 
 def _receiver(fun: Callable[..., Awaitable[None]]) -> Any:

@@ -26,7 +26,6 @@ from plumbing.topics import adopt_topic_config
 from plumbing.tracing import configure_tracing
 from processor.changelog import CHANGELOG_CONFIG, changelog_topic
 from processor.datadir import DataDirInUse, open_data_dir, transactional_id
-from processor.gauges import partition_gauges
 from processor.group import (
     patience_s,
     wait_for_group,
@@ -80,16 +79,15 @@ def worker_command(args: argparse.Namespace, settings: Settings) -> int:
             from processor.app import create_app, highwater, run_faust
 
             log.info("engine faust: joining consumer group %s", settings.processor_app_id)
-            app, runtime = create_app(
-                settings, data_dir, partitions=partitions, tracer_provider=tracing
-            )
+            # the runtime, in a process of its own, traces as the environment says
+            app, runtime = create_app(settings, data_dir, partitions=partitions)
             if metrics_port is not None:
                 end_offset = highwater(app, settings.events_topic)
                 serve_metrics(
                     METRICS_HOST,
                     metrics_port,
                     lambda: runtime.counts,
-                    lambda now_ms: partition_gauges(runtime.parts, end_offset, now_ms),
+                    lambda now_ms: runtime.gauges(end_offset, now_ms),
                 )
     except KafkaUnavailable as exc:
         print(f"livewindows worker: {exc}", file=sys.stderr)

@@ -1,13 +1,19 @@
-"""The Faust engine's own mechanisms: a group taken by the other kind of member."""
+"""The Faust engine's own mechanisms: a group taken by the other kind of member; the
+runtime's process living and dying with the worker."""
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from plumbing.processes import FATAL_EXIT_CODE
 from tests.processor.workerkit import (
     SESSION_TIMEOUT_MS,
     Worker,
@@ -16,6 +22,7 @@ from tests.processor.workerkit import (
     new_topics,
     worker_env,
 )
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.kafka
 
@@ -60,3 +67,68 @@ def test_a_faust_worker_beaten_to_the_group_by_the_other_engine_stops_in_one_lin
     assert "is held by workers of the kafka engine" in worker.output
     assert "waiting up to" not in worker.output  # not the check before start
     assert "Traceback" not in worker.output
+
+
+@contextmanager
+def _recovered_faust_worker(
+    bootstrap: str, make_topics: Callable[..., list[str]], tmp_path: Path
+) -> Iterator[Worker]:
+    topics = new_topics(make_topics, partitions=1)
+    env = worker_env(bootstrap, topics, new_app_id(), "faust")
+    with killed_on_exit(Worker(env, tmp_path / "a", tmp_path / "a.log")) as worker:
+        worker.wait_for_log("recovery done")
+        yield worker
+
+
+def _runtime_process(worker: Worker) -> int:
+    """The pid of the worker's runtime process (`processor.runtime_process`)."""
+
+    def found() -> int | None:
+        for task in Path(f"/proc/{worker.proc.pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+                if b"spawn_main" in cmdline:
+                    return int(child)
+        return None
+
+    wait_until(lambda: found() is not None, 30, "the worker's runtime process")
+    pid = found()
+    assert pid is not None
+    return pid
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_the_runtime_process_dies_with_its_worker(
+    kafka_bootstrap: str,
+    make_topics: Callable[..., list[str]],
+    tmp_path: Path,
+) -> None:
+    """A SIGKILLed worker takes its runtime process with it: no orphan goes on
+    writing transactions for partitions another worker now owns."""
+    with _recovered_faust_worker(kafka_bootstrap, make_topics, tmp_path) as worker:
+        child = _runtime_process(worker)
+        worker.kill()
+        wait_until(lambda: not _alive(child), 10, "the runtime process to end")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_worker_whose_runtime_process_died_stops_with_exit_70(
+    kafka_bootstrap: str,
+    make_topics: Callable[..., list[str]],
+    tmp_path: Path,
+) -> None:
+    """The other way round: the worker stops at its next batch (its own ticks come
+    every 100 ms) with exit 70, as after any fatal error, not waiting for a runtime
+    that is gone."""
+    with _recovered_faust_worker(kafka_bootstrap, make_topics, tmp_path) as worker:
+        os.kill(_runtime_process(worker), signal.SIGKILL)
+        assert worker.proc.wait(30) == FATAL_EXIT_CODE, worker.output
+    assert "fatal error, stopping at once" in worker.output
