@@ -24,12 +24,13 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 
 from plumbing.processes import die_with_parent
 from plumbing.settings import Settings
+from processor.counts import Counts
 from processor.replay_loop import (
     Progress,
     ReplayFailed,
@@ -47,8 +48,6 @@ __all__ = ["JobSpec", "run_jobs", "split_partitions"]
 
 _REPORT_EVERY_S = 0.5
 _STOP_TIMEOUT_S = 5.0
-
-Counts = tuple[int, int, int, int, int]  # records, windows, late, duplicates, undecodable
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +69,7 @@ class _Job:
     spec: JobSpec
     process: BaseProcess
     reader: Connection
-    counts: Counts = (0, 0, 0, 0, 0)
+    counts: Counts = field(default_factory=Counts)
     remaining: int = 0
     done: bool = False
 
@@ -179,11 +178,9 @@ def _supervise(
 
 
 def _combine(jobs: list[_Job], summary: ReplaySummary) -> None:
-    summary.records = sum(job.counts[0] for job in jobs)
-    summary.windows = sum(job.counts[1] for job in jobs)
-    summary.late = sum(job.counts[2] for job in jobs)
-    summary.duplicates = sum(job.counts[3] for job in jobs)
-    summary.undecodable = sum(job.counts[4] for job in jobs)
+    summary.counts = Counts()
+    for job in jobs:
+        summary.counts.add(job.counts)
 
 
 def _stop(jobs: list[_Job]) -> None:
@@ -236,17 +233,8 @@ def job_main(spec: JobSpec, conn: Connection) -> None:
 def _replay_job(spec: JobSpec, conn: Connection) -> Counts:
     from confluent_kafka import Consumer, Producer
 
-    def counts(summary: ReplaySummary) -> Counts:
-        return (
-            summary.records,
-            summary.windows,
-            summary.late,
-            summary.duplicates,
-            summary.undecodable,
-        )
-
     def report(summary: ReplaySummary, consumer: Consumer, ends: dict[int, int]) -> None:
-        conn.send(("progress", counts(summary), records_left(consumer, ends, ranges)))
+        conn.send(("progress", summary.counts, records_left(consumer, ends, ranges)))
 
     ranges = {p: (start, end) for p, start, end in spec.ranges}
     consumer = Consumer(consumer_config(spec.bootstrap))
@@ -266,7 +254,7 @@ def _replay_job(spec: JobSpec, conn: Connection) -> Counts:
         )
     finally:
         consumer.close()
-    return counts(summary)
+    return summary.counts
 
 
 def _one_line(exc: Exception) -> str:

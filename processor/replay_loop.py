@@ -59,11 +59,7 @@ class ReplayFailed(Exception):
 
 @dataclass(slots=True)
 class ReplaySummary:
-    records: int = 0
-    windows: int = 0
-    late: int = 0
-    duplicates: int = 0
-    undecodable: int = 0
+    counts: Counts = field(default_factory=Counts)  # the core's, as a worker counts
     seconds: float = 0.0
     partitions: dict[int, tuple[int, int]] = field(default_factory=dict)  # p -> (start, end)
     jobs: int = 1  # processes that replayed (1: this one)
@@ -71,6 +67,26 @@ class ReplaySummary:
     # the first offset still there. Their windows cannot be reproduced.
     deleted: dict[int, int] = field(default_factory=dict)
     output_records: int = 0  # records the output topic held before this replay
+
+    @property
+    def records(self) -> int:
+        return self.counts.records
+
+    @property
+    def windows(self) -> int:
+        return self.counts.opened + self.counts.closed
+
+    @property
+    def late(self) -> int:
+        return self.counts.late
+
+    @property
+    def duplicates(self) -> int:
+        return self.counts.duplicates
+
+    @property
+    def undecodable(self) -> int:
+        return self.counts.dead_letters
 
     @property
     def rate(self) -> float:
@@ -144,7 +160,7 @@ def replay_partitions(
     consume, produce, poll = consumer.consume, producer.produce, producer.poll
     partition_eof = KafkaError._PARTITION_EOF
     monotonic = time.monotonic
-    counts = Counts()
+    counts = summary.counts
     began = last_report = last_record = monotonic()
     # No cyclic GC during the loop: its collections cost ~15% of the CPU here (the
     # state of 100k inputs is scanned again and again), and the loop makes no
@@ -210,26 +226,18 @@ def replay_partitions(
             if report is not None:
                 now = monotonic()
                 if now - last_report >= report_every_s:
-                    _summarize(counts, summary)
                     summary.seconds = now - began
                     report(summary, consumer, ends)
                     last_report = now
     finally:
         if gc_was_enabled:
             gc.enable()
-    _summarize(counts, summary)
     remaining = producer.flush(30)
     summary.seconds = monotonic() - began
     if remaining:
         raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT, "output not flushed"))
     if failures:
         raise KafkaException(failures[0])
-
-
-def _summarize(counts: Counts, summary: ReplaySummary) -> None:
-    summary.records, summary.late = counts.records, counts.late
-    summary.windows = counts.opened + counts.closed
-    summary.duplicates, summary.undecodable = counts.duplicates, counts.dead_letters
 
 
 def assign_ranges(consumer: Consumer, topic: str, ranges: dict[int, tuple[int, int]]) -> None:
