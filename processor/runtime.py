@@ -24,10 +24,11 @@ uninterrupted run also went through, at the record that run took next.
    the end offset read uncommitted (`processor.restore`): a transaction the
    earlier owner decided but whose marker is not yet written is waited for, never
    missed (the restore race of KAFKA-10167).
-4. A batch whose transaction aborted is forgotten: the runtime restores the
-   partitions again from the changelog and the engine seeks back to their
-   positions, so the batch runs again from the same state and writes the same
-   records, byte-identical.
+4. A batch whose transaction aborted is forgotten: the runtime restores its
+   partition again from the changelog and the engine seeks back to the stored
+   position, so the batch runs again from the same state and writes the same
+   records, byte-identical. (A partition whose batch was written keeps its state:
+   it is what the changelog now holds.)
 So a read_committed consumer sees each window record once; a read_uncommitted
 one may also see aborted copies, identical. A changelog written by an earlier
 version can end in a write-ahead record past its position (that version's
@@ -78,7 +79,13 @@ class Rewind:
 
 
 class Aborted(Exception):
-    """The batches' transaction was aborted: nothing of them was written."""
+    """The batches' transaction was aborted: nothing of them was written, except
+    the batches of the `written` partitions (a writer with a transaction per
+    partition may commit some and abort others)."""
+
+    def __init__(self, reason: str, written: Iterable[int] = ()) -> None:
+        super().__init__(reason)
+        self.written = frozenset(written)
 
 
 class ChangelogReader(Protocol):
@@ -106,7 +113,8 @@ class BatchWriter(Protocol):
 
     def write(self, batches: Sequence[Batch]) -> None:
         """Write the batches (outputs, changelog, and the engine's offsets) atomically,
-        or raise `Aborted` having written nothing of them."""
+        or raise `Aborted` having written nothing of them (or, per partition, only
+        those of `Aborted.written`)."""
         ...
 
     def write_changelog(self, partition: int, writes: Sequence[Written]) -> None:
@@ -202,10 +210,16 @@ class Runtime:
         except Aborted as exc:
             if tracer is not None:
                 tracer.end(spans, exc)
-            return self._rewind(exc, batches)
+            self._written([b for b in batches if b.partition in exc.written])
+            return self._rewind(exc, [b for b in batches if b.partition not in exc.written])
         if tracer is not None:
             tracer.end(spans)
         self.aborts_in_a_row = 0
+        self._written(batches)
+        self.counts.batches += 1
+        return None
+
+    def _written(self, batches: Sequence[Batch]) -> None:
         for batch in batches:
             self.counts.add(batch.counts)
             for offset, reason in batch.dead_letters:
@@ -217,10 +231,10 @@ class Runtime:
                     reason,
                     extra=record_fields(partition=batch.partition, offset=offset),
                 )
-        self.counts.batches += 1
-        return None
 
     def _rewind(self, exc: Aborted, batches: Sequence[Batch]) -> Rewind:
+        """Restore the owned partitions whose batches were not written (their state
+        went past what the changelog holds; a written partition's did not)."""
         pause_s = abort_pause_s(self.aborts_in_a_row)
         self.aborts_in_a_row += 1
         self.counts.aborts += 1
@@ -230,9 +244,10 @@ class Runtime:
             pause_s,
             extra=_aborted_fields(batches),
         )
-        owned = self.owned()
-        self.parts.clear()
-        return Rewind(self._restore(owned), pause_s)
+        again = [p for p in self.owned() if p not in exc.written]
+        for partition in again:
+            del self.parts[partition]
+        return Rewind(self._restore(again), pause_s)
 
     def _restore(self, partitions: list[int]) -> dict[int, int]:
         read = self._changelog.read(partitions)

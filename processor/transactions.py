@@ -345,7 +345,8 @@ class PartitionWriter:
         """Each partition's batch in its own transaction, all at once.
 
         Partitions are independent, so a batch written for one and aborted for
-        another is still a whole batch each; each producer is used by one thread
+        another is still a whole batch each (the abort names the partitions
+        written, whose state the runtime then keeps); each producer is used by one thread
         at a time, and their commits' round trips overlap instead of adding up
         (one per owned partition per batch). Every write has ended before this
         returns or raises.
@@ -356,14 +357,17 @@ class PartitionWriter:
         futures = [self._pool.submit(self._owned[b.partition].write, [b]) for b in batches]
         wait(futures)
         aborted: Aborted | None = None
-        for future in futures:
+        written = []
+        for batch, future in zip(batches, futures, strict=True):
             exc = future.exception()
-            if isinstance(exc, Aborted):
+            if exc is None:
+                written.append(batch.partition)
+            elif isinstance(exc, Aborted):
                 aborted = exc
-            elif exc is not None:
+            else:
                 raise exc
         if aborted is not None:
-            raise aborted
+            raise Aborted(str(aborted), written) from aborted
 
     def write_changelog(self, partition: int, writes: Sequence[Written]) -> None:
         self._owned[partition].write_changelog(partition, writes)

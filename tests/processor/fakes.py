@@ -27,6 +27,9 @@ class FakeKafka:
     earliest_offsets: dict[int, int] = field(default_factory=dict)
     events: dict[int, list[Fetched]] = field(default_factory=dict)  # what value_at reads
     aborts_to_come: int = 0  # the next this many transactions are refused
+    # The next write refuses these partitions' batches and commits the others', as
+    # the Faust engine's writer (a transaction per partition) can.
+    refuse_partitions: set[int] = field(default_factory=set)
     transactions: int = 0
     fenced: list[int] = field(default_factory=list)
 
@@ -54,10 +57,15 @@ class FakeKafka:
         if self.aborts_to_come:
             self.aborts_to_come -= 1
             raise Aborted("refused by the fake broker")
+        refused, self.refuse_partitions = self.refuse_partitions, set()
         for batch in batches:
-            self.outputs.extend(batch.outputs)
-            self.changelog[batch.partition].extend((w.key, w.value) for w in batch.changelog)
+            if batch.partition not in refused:
+                self.outputs.extend(batch.outputs)
+                self.changelog[batch.partition].extend((w.key, w.value) for w in batch.changelog)
         self.transactions += 1
+        if refused:
+            written = {b.partition for b in batches} - refused
+            raise Aborted("partitions refused by the fake broker", written)
 
     def write_changelog(self, partition: int, writes: Sequence[Written]) -> None:
         self.changelog[partition].extend((w.key, w.value) for w in writes)

@@ -112,6 +112,32 @@ def test_an_aborted_batch_is_rewound_and_written_once_byte_identical() -> None:
     assert rt.counts.records == len(records)  # the aborted attempts counted nothing
 
 
+def test_a_batch_aborted_for_one_partition_keeps_the_others_written_and_counted() -> None:
+    """The Faust engine's writer commits each partition on its own: one refused
+    partition is rewound alone; the written one keeps its state and its counts."""
+    records = fetched(scenario())
+    kafka = FakeKafka(refuse_partitions={1})
+    rt = runtime(kafka)
+    rt.assign([0, 1])
+    kept = rt.parts[0]
+    rewind = rt.handle({0: records[:10], 1: records[:10]})
+    assert rewind is not None and rewind.offsets == {1: 0}
+    assert rt.parts[0] is kept and kept.next_offset == 10
+    assert rt.counts.records == 10 and rt.counts.aborts == 1
+    assert kafka.changelog[1] == []
+    for partition in (0, 1):
+        at = rt.parts[partition].next_offset
+        while at < len(records):
+            chunk = records[at : at + 10]
+            rt.handle({partition: chunk})
+            at = chunk[-1].offset + 1
+    assert rt.counts.records == 2 * len(records)
+    # the same records in each partition: the same outputs twice (the DLQ's headers
+    # name the partition)
+    one = [w for w in uninterrupted().outputs if w.destination != "dlq"]
+    assert sorted(w for w in kafka.outputs if w.destination != "dlq") == sorted(one + one)
+
+
 def test_records_below_the_position_are_skipped_and_the_engine_seeks_to_it() -> None:
     records = fetched(scenario())
     kafka = FakeKafka()
