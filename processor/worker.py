@@ -20,7 +20,7 @@ from confluent_kafka.admin import AdminClient
 
 from plumbing.clients import admin_config
 from plumbing.logs import configure_logging
-from plumbing.processes import FATAL_EXIT_CODE, exit_now
+from plumbing.processes import FATAL_EXIT_CODE, collect_young_garbage_less_often, exit_now
 from plumbing.settings import ConfigError, Settings
 from plumbing.topics import adopt_topic_config
 from plumbing.tracing import configure_tracing
@@ -111,6 +111,7 @@ def _run_kafka_engine(
     from processor.kafka_worker import KafkaWorker
 
     log.info("engine kafka: transactional.id %s", txn_id)
+    collect_young_garbage_less_often()
     try:
         worker = KafkaWorker(settings, txn_id, tracer_provider=tracing)
         if metrics_port is not None:
