@@ -94,6 +94,7 @@ class RuntimeProcess:
         )
         self.next_offsets: dict[int, int] = {}
         self.counts = Counts()
+        self._closed = False
         # Started here, by the thread that makes the engine (Faust's main thread),
         # which lives as long as the process: `die_with_parent` watches that thread.
         self._call(_owned)
@@ -115,11 +116,14 @@ class RuntimeProcess:
 
     def gauges(self, end_offset: EndOffset, now_ms: int) -> list[PartitionGauges]:
         """The owned partitions' gauges (`processor.gauges`), for a scrape."""
+        if self._closed:
+            return []  # stopping: no partition is owned any more
         ends = {partition: end_offset(partition) for partition in list(self.next_offsets)}
         return self._pool.submit(_gauges, ends, now_ms).result()
 
     def close(self) -> None:
         """Stop the child after the calls made so far (its spans are exported as it exits)."""
+        self._closed = True
         self._pool.shutdown(wait=True)
 
     def _call(self, fun: Callable[..., tuple[T, dict[int, int], Counts]], *args: Any) -> T:
