@@ -109,7 +109,8 @@ def _machine(results: dict[str, dict[str, Any]]) -> list[str]:
         "- Runs: "
         + ", ".join(
             f"{name} {result['started_at']} ({result['duration_s']:.0f} s"
-            f"{', quick' if result.get('quick') else ''})"
+            f"{', quick' if result.get('quick') else ''}"
+            f"{_other_cpu(result['machine'], first)})"
             for name, result in results.items()
         ),
         "",
@@ -118,6 +119,13 @@ def _machine(results: dict[str, dict[str, Any]]) -> list[str]:
         "",
     ]
     return lines
+
+
+def _other_cpu(machine: dict[str, Any], first: dict[str, Any]) -> str:
+    """ ", on <CPU>" for a run made on another machine than the one described above."""
+    if (machine["cpu"], machine["cores"]) == (first["cpu"], first["cores"]):
+        return ""
+    return f", on {machine['cpu']}, {machine['cores']} cores"
 
 
 def _details(name: str, result: dict[str, Any]) -> list[str]:
