@@ -33,7 +33,7 @@ import orjson
 from plumbing.clients import KEY_PARTITIONER
 from processor.codec import encode_tick
 from producer.normalize import derived_event_id
-from producer.test_events import cloudflare_document
+from producer.sample_webhooks import cloudflare_document
 from schemas.timestamps import format_ms
 
 # Simulated time starts here (fixed, so a dataset is the same bytes on every run).

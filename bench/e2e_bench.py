@@ -239,7 +239,7 @@ async def _probes(
 ) -> dict[str, Any]:
     import aiohttp
 
-    from producer.test_events import SPAN_MS, sample_requests
+    from producer.sample_webhooks import SPAN_MS, sample_requests
 
     settings = ctx.settings()
     accepted_at: dict[str, float] = {}

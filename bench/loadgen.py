@@ -1,7 +1,7 @@
 """HTTP load generator, run in its own process: `python -m bench.loadgen SPEC.json OUT.json`.
 
 Requests are the signed sample webhooks of all three providers
-(`producer.test_events.sample_requests`), one distinct input per sequence, signed
+(`producer.sample_webhooks.sample_requests`), one distinct input per sequence, signed
 with the secrets in the environment (the same variables the producer reads).
 
 Two modes:
@@ -63,7 +63,7 @@ def build_requests(
     Signed with `settings`' secrets, by default the environment's.
     """
     from plumbing.settings import load_settings
-    from producer.test_events import SPAN_MS, sample_requests
+    from producer.sample_webhooks import SPAN_MS, sample_requests
 
     settings = settings or load_settings()
     start_ms = time.time_ns() // 1_000_000 - max(SPAN_MS.values())

@@ -191,7 +191,7 @@ def _event_payloads(ctx: Context, path: Path) -> float:
     """The producer's real records (values) for ProducerPerformance; returns the mean size."""
     from producer.normalize import parse_json, to_event
     from producer.publisher import encode
-    from producer.test_events import sample_requests
+    from producer.sample_webhooks import sample_requests
 
     settings = ctx.settings()
     values: list[bytes] = []

@@ -293,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--provider", required=True, choices=("cloudflare", "fastpix", "gjirafa"))
     send.add_argument("--url", required=True, metavar="U", help="producer base URL")
     send.add_argument("--input", metavar="ID", help="live input id (default: a random one)")
-    send.set_defaults(handler=_entry("producer.test_events:send_command"))
+    send.set_defaults(handler=_entry("producer.sample_webhooks:send_command"))
     return parser
 
 

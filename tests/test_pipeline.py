@@ -20,7 +20,7 @@ import pytest
 from livewindows.kafka.launcher import free_ports
 from plumbing.settings import Settings
 from processor.windows import Config
-from producer.test_events import SPAN_MS, sample_requests
+from producer.sample_webhooks import SPAN_MS, sample_requests
 from tests.kafkakit import by_identity, core_windows, window_records
 from tests.waiting import http_ready, wait_until
 

@@ -1,7 +1,7 @@
 """The webhook load of a chaos run, sent as providers send it: retried until accepted.
 
 A few sender threads each take the next live input, build its signed sample
-sequence (`producer.test_events.sample_requests`, the three providers in turn)
+sequence (`producer.sample_webhooks.sample_requests`, the three providers in turn)
 and send it in order. A request that is not answered 202 (the producer is down,
 Kafka refused it: 503, a connection reset) is sent again after a pause, as
 providers retry, until it is accepted; a 4xx other than 429 is a defect and is
@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from plumbing.settings import Settings
-from producer.test_events import SPAN_MS, SampleRequest, sample_requests
+from producer.sample_webhooks import SPAN_MS, SampleRequest, sample_requests
 
 PROVIDERS = ("cloudflare", "fastpix", "gjirafa")
 _RETRY_PAUSE_S = 0.3

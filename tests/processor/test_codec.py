@@ -178,7 +178,7 @@ def _agrees(key: bytes | None, value: bytes) -> bool:
 def test_the_fast_path_takes_every_record_the_producer_and_the_worker_write() -> None:
     from producer.normalize import parse_json, to_event
     from producer.publisher import encode
-    from producer.test_events import sample_requests
+    from producer.sample_webhooks import sample_requests
     from tests.producer import seeds
 
     settings = seeds.settings()

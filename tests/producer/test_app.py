@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from producer.openapi import Accepted, ErrorBody
-from producer.test_events import sample_requests
+from producer.sample_webhooks import sample_requests
 from schemas.records import Event
 from tests.producer import seeds
 from tests.producer.conftest import RECEIVED_MS, MakeClient

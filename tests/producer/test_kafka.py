@@ -28,7 +28,7 @@ from confluent_kafka.admin import AdminClient
 from livewindows.kafka.launcher import KafkaCluster, free_ports, port_free
 from plumbing.topics import ensure_topics
 from producer.publisher import KafkaPublisher, PublishTimeout
-from producer.test_events import sample_requests
+from producer.sample_webhooks import sample_requests
 from schemas.records import Event
 from tests.kafkakit import read_all
 from tests.producer import seeds

@@ -15,7 +15,7 @@ import pytest
 
 from livewindows.kafka.launcher import free_ports
 from producer.publisher import KafkaPublisher, PublishTimeout, encode, producer_config
-from producer.test_events import sample_requests
+from producer.sample_webhooks import sample_requests
 from schemas.records import Event
 from tests.producer import seeds
 

@@ -16,7 +16,7 @@ import pytest
 
 from livewindows.kafka.launcher import free_ports
 from plumbing.settings import Settings
-from producer.test_events import sample_requests
+from producer.sample_webhooks import sample_requests
 from tests.kafkakit import read_all
 from tests.waiting import http_ready, wait_until
 

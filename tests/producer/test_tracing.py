@@ -18,8 +18,8 @@ from opentelemetry.trace import SpanKind
 from plumbing.settings import Settings
 from plumbing.tracing import tracer_provider
 from producer.app import create_app
+from producer.sample_webhooks import sample_requests
 from producer.server import RUNNER_OPTIONS
-from producer.test_events import sample_requests
 from tests.kafkakit import read_all
 from tests.producer import seeds
 from tests.producer.conftest import RECEIVED_MS

@@ -12,7 +12,7 @@ import pytest
 from plumbing.settings import ConfigError
 from producer.auth import Credentials, fastpix_ok
 from producer.normalize import to_event
-from producer.test_events import sample_requests, send_command
+from producer.sample_webhooks import sample_requests, send_command
 from tests.producer import seeds
 from tests.producer.conftest import MakeClient
 from tests.producer.fakes import MemoryPublisher
