@@ -307,12 +307,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         # replay's jobs are processes of their own: the format reaches them here,
         # an --env-file's included.
         os.environ[LOG_FORMAT_ENV] = settings.log_format
-        return int(args.handler(args, settings))
+        code = int(args.handler(args, settings))
+        sys.stdout.flush()  # here, where a closed pipe is caught below, not at exit
+        return code
     except ConfigError as exc:
         print(f"livewindows: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `| head`: the reader has what it wanted. What is left in stdout's buffer
+        # goes nowhere, not into a traceback at exit (see the `signal` module's
+        # note on SIGPIPE).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

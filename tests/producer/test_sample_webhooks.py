@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
+import subprocess
+import sys
 
 import orjson
 import pytest
@@ -108,3 +111,23 @@ def test_send_command_reports_an_unreachable_producer(capsys: pytest.CaptureFixt
     assert send_command(args, SETTINGS) == 1
     out = capsys.readouterr().out
     assert "cannot reach http://127.0.0.1:1" in out and "gj-token" not in out
+
+
+def test_output_into_a_pipe_closed_early_ends_quietly() -> None:
+    """`livewindows send-test-events ... | head -1`: the reader leaves, the command
+    stops with exit 1 and no traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # a reader that has already had enough
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "livewindows.cli", "send-test-events",
+             "--provider", "fastpix", "--url", "http://127.0.0.1:9"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "FASTPIX_WEBHOOK_SECRET": "eA=="},
+            timeout=60,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1
+    assert done.stderr == b""
