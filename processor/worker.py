@@ -57,7 +57,6 @@ def worker_command(args: argparse.Namespace, settings: Settings) -> int:
     elif not 1 <= metrics_port <= 65535:
         raise ConfigError(f"--metrics-port must be 1-65535, not {metrics_port}")
     _configure_logging()
-    tracing = configure_tracing("livewindows-worker")
     try:
         admin = _admin_client(settings)
         partitions = events_partitions(admin, settings)
@@ -79,7 +78,6 @@ def worker_command(args: argparse.Namespace, settings: Settings) -> int:
             from processor.app import create_app, highwater, run_faust
 
             log.info("engine faust: joining consumer group %s", settings.processor_app_id)
-            # the runtime, in a process of its own, traces as the environment says
             app, runtime = create_app(settings, data_dir, partitions=partitions)
             if metrics_port is not None:
                 end_offset = highwater(app, settings.events_topic)
@@ -97,7 +95,10 @@ def worker_command(args: argparse.Namespace, settings: Settings) -> int:
     except OSError as exc:
         raise ConfigError(f"cannot use data dir {data_dir}: {exc.strerror or exc}") from None
     if engine == "kafka":
-        return _run_kafka_engine(settings, txn_id, metrics_port, tracing)
+        # (the Faust engine's runtime process configures its own)
+        return _run_kafka_engine(
+            settings, txn_id, metrics_port, configure_tracing("livewindows-worker")
+        )
     return run_faust(app, admin, settings.processor_app_id, patience)
 
 
