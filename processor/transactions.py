@@ -222,11 +222,21 @@ class Transactions:
         Once it has failed (a record refused), librdkafka holds the records not sent
         yet until they time out (the transaction timeout, 60 s): each short wait is
         followed by a look at the transaction's state, so the abort comes at once.
+        A wait that goes on is said every `_TIMEOUT_S`, as `_retrying` says its own.
         """
-        while self._producer.flush(_FLUSH_WAIT_S) > 0:
+        warned_at = time.monotonic()
+        while (waiting := self._producer.flush(_FLUSH_WAIT_S)) > 0:
             self._raise_if_failed()
             if self._stopping():
                 raise StopUncommitted("Kafka did not acknowledge the batch's records")
+            if time.monotonic() - warned_at >= _TIMEOUT_S:
+                log.warning(
+                    "%d record(s) of the batch not acknowledged by Kafka yet, waiting "
+                    "(transactional.id %s)",
+                    waiting,
+                    self._config["transactional.id"],
+                )
+                warned_at = time.monotonic()
 
     def _raise_if_failed(self) -> None:
         """Raise the open transaction's error if it has one. librdkafka has no call
