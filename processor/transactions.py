@@ -61,6 +61,9 @@ LIBRARY_LOG = logging.getLogger("livewindows.worker.librdkafka")
 _TIMEOUT_S = 30.0  # warn after this long without success
 _WAIT_S = 1.0  # one wait of a transaction call that is made again until it succeeds
 _FLUSH_WAIT_S = 0.1
+# A batch whose records Kafka has not acknowledged for this long is aborted and
+# run again: the transaction timeout, after which the coordinator aborts it anyway.
+_FLUSH_GIVE_UP_S = 60.0
 _ABORT_TRIES = 5
 _PARALLEL_WRITES = 16  # partitions whose transactions a Faust worker commits at once
 _FENCED = (KafkaError._FENCED, KafkaError.PRODUCER_FENCED)
@@ -223,12 +226,26 @@ class Transactions:
         yet until they time out (the transaction timeout, 60 s): each short wait is
         followed by a look at the transaction's state, so the abort comes at once.
         A wait that goes on is said every `_TIMEOUT_S`, as `_retrying` says its own.
+
+        Records can also wait without the transaction failing, e.g. while the
+        producer re-acquires its producer id (librdkafka#3041 reports a commit's
+        flush hanging so): a kafka-engine worker in the chaos test was silent for
+        over two minutes after such a re-acquisition and a node's restart, most
+        likely here, the one wait that said nothing. Past `_FLUSH_GIVE_UP_S` the
+        transaction is aborted (`abort` replaces a producer that cannot) and the
+        batch runs again, as after any abort.
         """
-        warned_at = time.monotonic()
+        began = warned_at = time.monotonic()
         while (waiting := self._producer.flush(_FLUSH_WAIT_S)) > 0:
             self._raise_if_failed()
             if self._stopping():
                 raise StopUncommitted("Kafka did not acknowledge the batch's records")
+            if time.monotonic() - began >= _FLUSH_GIVE_UP_S:
+                self.abort()
+                raise Aborted(
+                    f"{waiting} record(s) of the batch not acknowledged within "
+                    f"{_FLUSH_GIVE_UP_S:.0f} s"
+                )
             if time.monotonic() - warned_at >= _TIMEOUT_S:
                 log.warning(
                     "%d record(s) of the batch not acknowledged by Kafka yet, waiting "

@@ -1,0 +1,71 @@
+"""A transactional writer whose records Kafka does not acknowledge, against a real broker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from livewindows.kafka.launcher import KafkaCluster, LauncherError
+from plumbing.topics import ensure_topics
+from processor import transactions
+from processor.runner import Batch, Written
+from processor.runtime import Aborted
+from processor.transactions import Transactions, producer_config
+from tests.localkafka import start_cluster
+
+pytestmark = pytest.mark.kafka
+
+GIVE_UP_S = 3.0
+STALL_S = 8.0  # the node answers nothing for this long: longer than the give-up
+
+
+@pytest.fixture
+def own_node() -> Iterator[KafkaCluster]:
+    """A one-node cluster of this test's own: it is stopped (SIGSTOP) for a while."""
+    try:
+        cluster = start_cluster(1, heap_mb=384)
+    except LauncherError as error:
+        pytest.fail(f"no Kafka node for the test: {error}", pytrace=False)
+    try:
+        yield cluster
+    finally:
+        pid = cluster.pid(0)
+        if pid is not None:
+            os.kill(pid, signal.SIGCONT)
+        cluster.stop()
+
+
+def test_a_batch_kafka_does_not_acknowledge_is_aborted_and_the_writer_goes_on(
+    own_node: KafkaCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kafka engine flushes a batch's records before it adds the group's offsets.
+    Records that wait without the transaction failing (here: the node stalls) must
+    not hold the worker until Kafka answers: past the give-up time the batch is
+    aborted, to run again, and the same writer commits the next batch."""
+    monkeypatch.setattr(transactions, "_FLUSH_GIVE_UP_S", GIVE_UP_S)
+    bootstrap = own_node.bootstrap
+    topics = {"windows": f"windows-{uuid.uuid4().hex[:12]}"}
+    ensure_topics(bootstrap, list(topics.values()), 1, 1)
+    txn_id = f"test-unacked-{uuid.uuid4().hex[:12]}"
+    writer = Transactions(producer_config(bootstrap, txn_id), topics, lambda: False)
+
+    def offsets() -> tuple[list[object], object]:
+        raise AssertionError("the batch's records were acknowledged: the node did not stall")
+
+    pid = own_node.pid(0)
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    threading.Timer(STALL_S, os.kill, (pid, signal.SIGCONT)).start()
+    began = time.monotonic()
+    with pytest.raises(Aborted, match=f"not acknowledged within {GIVE_UP_S:.0f} s"):
+        writer.write([Batch(0, 0, 1, outputs=[Written("windows", b"k", b"v1", None)])], offsets)  # type: ignore[arg-type]
+    assert time.monotonic() - began >= GIVE_UP_S
+
+    writer.write([Batch(0, 1, 2, outputs=[Written("windows", b"k", b"v2", None)])])
+    writer.close()
