@@ -45,9 +45,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         fixtures = getattr(item, "fixturenames", ())
         if "kafka_bootstrap" in fixtures:
             item.add_marker(pytest.mark.kafka)
+        # Under `--dist loadgroup` one xdist worker runs each group, so an expensive
+        # fixture is set up once per run, not once per worker: the 3-node cluster,
+        # and a module's own (tests/bench's quick benchmarks run for a minute).
         if "three_node_cluster" in fixtures:
-            # Under `--dist loadgroup`, one xdist worker runs them all: one 3-node cluster.
             item.add_marker(pytest.mark.xdist_group("three_node_cluster"))
+        elif _uses_a_module_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
+def _uses_a_module_fixture(item: pytest.Item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    defs = info.name2fixturedefs.values() if info is not None else ()
+    return any(d[-1].scope == "module" for d in defs)
 
 
 @pytest.hookimpl(trylast=True)
