@@ -24,6 +24,8 @@ from tests.processor.workerkit import (
 
 pytestmark = pytest.mark.kafka
 
+SHORTEST_SESSION = {"PROCESSOR_SESSION_TIMEOUT_MS": "1000"}  # Settings' minimum
+
 
 @pytest.mark.parametrize(("first", "second"), [("faust", "kafka"), ("kafka", "faust")])
 def test_a_worker_refuses_a_group_held_by_the_other_engine(
@@ -42,8 +44,10 @@ def test_a_worker_refuses_a_group_held_by_the_other_engine(
     )
     with killed_on_exit(holder):
         holder.wait_for_log("recovery done")
+        # It waits two of its session timeouts and 5 s for a crashed holder to leave
+        # before it refuses; it never joins, so the shortest session keeps that short.
         newcomer = Worker(
-            worker_env(kafka_bootstrap, topics, app_id, second),
+            {**worker_env(kafka_bootstrap, topics, app_id, second), **SHORTEST_SESSION},
             tmp_path / "b",
             tmp_path / "b.log",
         )
