@@ -24,8 +24,12 @@ $(STAMP): pyproject.toml constraints.txt livewindows/kafka/pom.xml
 run: setup
 	$(BIN)/livewindows dev
 
+# Two xdist workers, one shared broker: most tests wait on brokers and worker
+# processes rather than compute, so two at a time halve the wall time on 2 cores.
+# The 3-node cluster's tests stay on one worker (one cluster). TEST_WORKERS=0: serial.
+TEST_WORKERS ?= 2
 test: setup
-	$(BIN)/pytest -q -p no:cacheprovider --timeout=300 $(PYTEST_ARGS)
+	$(BIN)/pytest -q -p no:cacheprovider --timeout=300 -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # Fault tests (README "Fault tests"), a few minutes: webhooks under load while
 # broker nodes, workers and the producer are killed (tests/chaos/), then workers

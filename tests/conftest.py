@@ -3,8 +3,9 @@
 `kafka_bootstrap` is, in order of preference: `KAFKA_BOOTSTRAP_SERVERS` from the
 environment; a testcontainers `KafkaContainer` when a Docker daemon answers; else
 a real Kafka from the local launcher (Maven Central jars, needs Java 17+) on free
-loopback ports with its data in a temp dir. Tests that use it are marked `kafka`
-automatically, so `pytest -m "not kafka"` runs without a broker.
+loopback ports with its data in a temp dir, shared by the pytest-xdist workers of a
+run (`make test` runs two). Tests that use it are marked `kafka` automatically, so
+`pytest -m "not kafka"` runs without a broker.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from hypothesis import HealthCheck, settings
 
 from livewindows.kafka.launcher import KafkaCluster, LauncherError
 from plumbing.topics import ensure_topics
-from tests.localkafka import Supervised, start_cluster, supervised_cluster
+from tests.localkafka import SharedBroker, Supervised, start_cluster, supervised_cluster
 
 # Property tests have no per-example deadline: one stall of a busy CI host is not a
 # failure. On top of the profile Hypothesis chose (its "ci" one when CI is set:
@@ -34,15 +35,42 @@ settings.load_profile("livewindows")
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
 
 
+# The brokers this xdist worker shares with the others of its run (`make test`
+# runs two, tests/localkafka.py `SharedBroker`): stopped after the last test.
+_SHARED: list[SharedBroker] = []
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "kafka_bootstrap" in getattr(item, "fixturenames", ()):
+        fixtures = getattr(item, "fixturenames", ())
+        if "kafka_bootstrap" in fixtures:
             item.add_marker(pytest.mark.kafka)
+        # Under `--dist loadgroup` one xdist worker runs each group, so an expensive
+        # fixture is set up once per run, not once per worker: the 3-node cluster,
+        # and a module's own (tests/bench's quick benchmarks run for a minute).
+        if "three_node_cluster" in fixtures:
+            item.add_marker(pytest.mark.xdist_group("three_node_cluster"))
+        elif _uses_a_module_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
+def _uses_a_module_fixture(item: pytest.Item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    defs = info.name2fixturedefs.values() if info is not None else ()
+    return any(d[-1].scope == "module" for d in defs)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish() -> None:
+    for broker in _SHARED:
+        broker.stop_when_unused()
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap() -> Iterator[str]:
-    """Bootstrap servers of this session's Kafka (one broker, replication 1)."""
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Bootstrap servers of this session's Kafka (one broker, replication 1); under
+    pytest-xdist, of the one broker every worker of the run shares."""
     configured = os.environ.get(BOOTSTRAP_ENV)
     if configured:
         yield configured
@@ -60,6 +88,14 @@ def kafka_bootstrap() -> Iterator[str]:
         )
         with container:
             yield container.get_bootstrap_server()
+        return
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        broker = SharedBroker(tmp_path_factory.getbasetemp().parent, _local_cluster)
+        _SHARED.append(broker)
+        try:
+            yield broker.join()
+        finally:
+            broker.leave()
         return
     cluster = _local_cluster()
     try:

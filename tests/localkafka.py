@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from livewindows.kafka.launcher import CONTROLLER_PORT_OFFSET, KafkaCluster, LauncherError
 from livewindows.kafka.supervisor import supervise
@@ -83,3 +88,72 @@ def supervised_cluster(nodes: int = 3, *, heap_mb: int = 384) -> Iterator[Superv
         stop.set()
         thread.join(30)
         cluster.stop()
+
+
+# ---- one broker for every pytest-xdist worker of a run ------------------------------
+
+
+@contextmanager
+def _locked(directory: Path) -> Iterator[Path]:
+    """The shared broker's state file, with the run's lock held (an flock: released
+    if the holder dies)."""
+    with (directory / "kafka.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield directory / "kafka.json"
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+class SharedBroker:
+    """The broker that the xdist workers of one run share, in `directory` (the run's
+    base temp dir, common to its workers).
+
+    The first worker to ask starts it (`start`) and owns it (the nodes die with the process
+    that started them); each worker counts itself in while it uses it. The owner
+    stops it only once the count is back to 0 (`stop_when_unused`, at the end of
+    its session, after its last test: outside any test's timeout), so no worker
+    loses the broker while it still runs tests; one that asks after that starts
+    another.
+    """
+
+    def __init__(self, directory: Path, start: Callable[[], KafkaCluster]) -> None:
+        self._directory, self._start = directory, start
+        self._owned: KafkaCluster | None = None
+        self._joined = False
+
+    def join(self) -> str:
+        """The bootstrap of the run's broker, started here if none runs; counts us in."""
+        with _locked(self._directory) as path:
+            state = json.loads(path.read_text()) if path.exists() else None
+            if state is None:
+                self._owned = self._start()
+                state = {"bootstrap": self._owned.bootstrap, "owner": os.getpid(), "users": 0}
+            state["users"] += 1
+            path.write_text(json.dumps(state))
+            self._joined = True
+            return str(state["bootstrap"])
+
+    def leave(self) -> None:
+        if not self._joined:
+            return
+        self._joined = False
+        with _locked(self._directory) as path:
+            state = json.loads(path.read_text())
+            state["users"] -= 1
+            path.write_text(json.dumps(state))
+
+    def stop_when_unused(self, timeout_s: float = 3600.0) -> None:
+        """If this worker started the broker: wait until no worker uses it, then stop it."""
+        self.leave()
+        if self._owned is None:
+            return
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with _locked(self._directory) as path:
+                if json.loads(path.read_text())["users"] <= 0 or time.monotonic() > deadline:
+                    path.unlink()
+                    break
+            time.sleep(0.5)
+        self._owned.stop()
+        self._owned = None

@@ -171,6 +171,9 @@ def _isr_nowhere(bootstrap: str, topic: str, node: int) -> bool:
 
 @pytest.mark.kafka
 @pytest.mark.timeout(180)
+# Not beside the session's 3-node cluster's tests (`make test`'s other xdist worker):
+# six nodes at once on two cores, and a node's stop took the 20 s it is allowed.
+@pytest.mark.xdist_group("three_node_cluster")
 def test_cli_cluster_serves_through_a_killed_node_restarts_it_and_stops_on_sigterm(
     tmp_path: Path,
 ) -> None:

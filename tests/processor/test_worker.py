@@ -201,6 +201,8 @@ def test_worker_killed_mid_stream_resumes_from_its_changelog(
     shutil.rmtree(data_dir)  # a new machine: nothing local at all
 
     third = start_worker(topics, app_id, data_dir)
+    # Restored before it is stopped, even if the second wrote every window already.
+    third.wait_for_log("recovery done")
     feeder.join()
     total = RECORDS_PER_INPUT * sum(len(b) for b in batches)
     wait_until(

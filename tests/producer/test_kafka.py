@@ -301,7 +301,7 @@ def test_serve_logs_a_kafka_outage_without_flooding_and_still_stops(
     env = _lone_serve_env(lone_broker, "outage", publish_timeout_ms=2000)
     with _serve_process(env, port) as server:
         lone_broker.stop_node(0)
-        time.sleep(25)
+        time.sleep(15)
         [request] = sample_requests("gjirafa", "in-outage", settings, START_MS)[:1]
         asked = urllib.request.Request(
             f"http://127.0.0.1:{port}{request.path}",
@@ -316,7 +316,7 @@ def test_serve_logs_a_kafka_outage_without_flooding_and_still_stops(
         assert server.wait(timeout=30) == 0
     log = server.stdout.read().decode() if server.stdout else ""
     attempts = [line for line in log.splitlines() if "Connect to" in line]
-    assert 2 <= len(attempts) <= 10, len(attempts)  # unfiltered: ~50 in these 25 s
+    assert 2 <= len(attempts) <= 10, len(attempts)  # unfiltered: over 100 in these 15 s
     assert "identical lines held back" in log
     assert "Traceback" not in log
 
