@@ -44,6 +44,7 @@ from plumbing.settings import Settings
 __all__ = [
     "CONTROLLER_PORT_OFFSET",
     "KAFKA_VERSION",
+    "STOP_TIMEOUT_S",
     "KafkaCluster",
     "LauncherError",
     "ensure_jars",
@@ -54,6 +55,10 @@ __all__ = [
 ]
 
 CONTROLLER_PORT_OFFSET = 100  # CLI: controller of node i listens on P + 100 + i
+# SIGTERM, then SIGKILL after this long. A KRaft node's orderly stop took ~20 s
+# on 2 busy cores while its peers stopped too (the CLI cluster test under `make
+# test`'s two workers); this leaves room for that, not for a hung JVM.
+STOP_TIMEOUT_S = 30.0
 
 
 def port_free(port: int) -> bool:
@@ -100,7 +105,7 @@ class KafkaCluster:
         heap_mb: int = 512,
         config: Mapping[str, str] | None = None,
         ready_timeout_s: float = 120.0,
-        stop_timeout_s: float = 20.0,
+        stop_timeout_s: float = STOP_TIMEOUT_S,
     ) -> None:
         if not ports:
             raise LauncherError("a cluster needs at least one node")

@@ -202,7 +202,10 @@ def test_worker_killed_mid_stream_resumes_from_its_changelog(
 
     third = start_worker(topics, app_id, data_dir)
     # Restored before it is stopped, even if the second wrote every window already.
-    third.wait_for_log("recovery done")
+    # A kafka-engine worker without its data dir has a new transactional.id, so it
+    # cannot fence the second's open transaction: its restore waits for it to time
+    # out (60 s) and for the coordinator to abort it.
+    third.wait_for_log("recovery done", timeout_s=120)
     feeder.join()
     total = RECORDS_PER_INPUT * sum(len(b) for b in batches)
     wait_until(
