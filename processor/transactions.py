@@ -64,6 +64,9 @@ _FLUSH_WAIT_S = 0.1
 # A batch whose records Kafka has not acknowledged for this long is aborted and
 # run again: the transaction timeout, after which the coordinator aborts it anyway.
 _FLUSH_GIVE_UP_S = 60.0
+# A transaction call (each made with a 1 s timeout) that has not returned after
+# this long is given up on, with its producer (see `_interruptible`).
+_STUCK_S = 30.0
 _ABORT_TRIES = 5
 _PARALLEL_WRITES = 16  # partitions whose transactions a Faust worker commits at once
 _FENCED = (KafkaError._FENCED, KafkaError.PRODUCER_FENCED)
@@ -73,6 +76,10 @@ FENCED_EXIT_CODE = 75
 
 class StopUncommitted(Exception):
     """Asked to stop while Kafka could not take the transaction in progress."""
+
+
+class _Stuck(Exception):
+    """A transaction call that has not returned for `_STUCK_S`."""
 
 
 class Fenced(Exception):
@@ -134,7 +141,24 @@ class Transactions:
         offsets: Callable[[], tuple[list[TopicPartition], Any]] | None = None,
     ) -> None:
         """The batches in one transaction, with `offsets()` (offsets, group metadata)
-        added if given; `Aborted` (after aborting) if Kafka refused it."""
+        added if given; `Aborted` (after aborting) if Kafka refused it, or if a
+        call of it never returned (then with a new producer)."""
+        try:
+            self._write(batches, offsets)
+        except _Stuck as exc:
+            log.warning(
+                "%s (transactional.id %s): replacing the producer; the batch runs again",
+                exc,
+                self._config["transactional.id"],
+            )
+            self._replace()
+            raise Aborted(str(exc)) from None
+
+    def _write(
+        self,
+        batches: Sequence[Batch],
+        offsets: Callable[[], tuple[list[TopicPartition], Any]] | None,
+    ) -> None:
         try:
             self._producer.begin_transaction()
             for batch in batches:
@@ -187,6 +211,11 @@ class Transactions:
                 log.warning("abort not completed yet: %s", error.str())
         log.warning("abort could not complete; replacing the transactional producer")
         self.close()
+        self._replace()
+
+    def _replace(self) -> None:
+        """A new producer with the same `transactional.id`: its `init_transactions`
+        fences the old one, whose open transaction the coordinator then aborts."""
         self._producer = Producer(self._config)
         self._retrying(self._producer.init_transactions)
 
@@ -229,11 +258,9 @@ class Transactions:
 
         Records can also wait without the transaction failing, e.g. while the
         producer re-acquires its producer id (librdkafka#3041 reports a commit's
-        flush hanging so): a kafka-engine worker in the chaos test was silent for
-        over two minutes after such a re-acquisition and a node's restart, most
-        likely here, the one wait that said nothing. Past `_FLUSH_GIVE_UP_S` the
-        transaction is aborted (`abort` replaces a producer that cannot) and the
-        batch runs again, as after any abort.
+        flush hanging so). Past `_FLUSH_GIVE_UP_S` the transaction is aborted
+        (`abort` replaces a producer that cannot) and the batch runs again, as
+        after any abort.
         """
         began = warned_at = time.monotonic()
         while (waiting := self._producer.flush(_FLUSH_WAIT_S)) > 0:
@@ -297,6 +324,13 @@ class Transactions:
         librdkafka's transaction calls block in C past their timeout while the
         coordinator is unreachable, and Python runs signal handlers only between
         bytecodes: waiting here keeps a SIGTERM effective during an outage.
+
+        A call can also never return: twice in the short chaos test, a kafka-engine
+        worker whose coordinator's node was killed and restarted waited here, silent,
+        until it was stopped minutes later. Past `_STUCK_S` this raises `_Stuck`;
+        `write` then replaces the producer (the new one fences it, so nothing the
+        stuck call may still do can commit) and the batch runs again. The thread
+        is left behind, blocked, with the old producer.
         """
         done = threading.Event()
         failed: list[BaseException] = []
@@ -310,9 +344,12 @@ class Transactions:
                 done.set()
 
         threading.Thread(target=run, name="kafka-transaction", daemon=True).start()
+        began = time.monotonic()
         while not done.wait(0.2):
             if self._stopping():
                 raise StopUncommitted("Kafka did not answer")
+            if time.monotonic() - began >= _STUCK_S:
+                raise _Stuck(f"a transaction call did not return within {_STUCK_S:.0f} s")
         if failed:
             raise failed[0]
 

@@ -69,3 +69,38 @@ def test_a_batch_kafka_does_not_acknowledge_is_aborted_and_the_writer_goes_on(
 
     writer.write([Batch(0, 1, 2, outputs=[Written("windows", b"k", b"v2", None)])])
     writer.close()
+
+
+class _HangingCommit:
+    """A producer whose commit never returns, as librdkafka's did in the chaos test
+    after its coordinator's node restarted; everything else is the real producer's."""
+
+    def __init__(self, real: object) -> None:
+        self._real = real
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._real, name)
+
+    def commit_transaction(self, *_args: object) -> None:
+        threading.Event().wait()  # for ever (a daemon thread: the test does not wait)
+
+
+def test_a_transaction_call_that_never_returns_is_given_up_with_its_producer(
+    kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch is aborted (it runs again), the producer replaced by one that fences
+    it, and the writer commits the next batch."""
+    monkeypatch.setattr(transactions, "_STUCK_S", GIVE_UP_S)
+    topics = {"windows": f"windows-{uuid.uuid4().hex[:12]}"}
+    ensure_topics(kafka_bootstrap, list(topics.values()), 1, 1)
+    txn_id = f"test-stuck-{uuid.uuid4().hex[:12]}"
+    writer = Transactions(producer_config(kafka_bootstrap, txn_id), topics, lambda: False)
+    writer._producer = _HangingCommit(writer._producer)  # type: ignore[assignment]
+
+    began = time.monotonic()
+    with pytest.raises(Aborted, match=f"did not return within {GIVE_UP_S:.0f} s"):
+        writer.write([Batch(0, 0, 1, outputs=[Written("windows", b"k", b"v1", None)])])
+    assert time.monotonic() - began >= GIVE_UP_S
+
+    writer.write([Batch(0, 1, 2, outputs=[Written("windows", b"k", b"v2", None)])])
+    writer.close()
