@@ -24,10 +24,12 @@ $(STAMP): pyproject.toml constraints.txt livewindows/kafka/pom.xml
 run: setup
 	$(BIN)/livewindows dev
 
-# Two xdist workers, one shared broker: most tests wait on brokers and worker
-# processes rather than compute, so two at a time halve the wall time on 2 cores.
-# The 3-node cluster's tests stay on one worker (one cluster). TEST_WORKERS=0: serial.
-TEST_WORKERS ?= 2
+# TEST_WORKERS=2: two xdist workers, one shared broker (the 3-node cluster's tests
+# stay on one worker); most tests wait on brokers and worker processes rather than
+# compute, so that halves the wall time on 2 cores (~8 min instead of ~16). Not the
+# default yet: on 2 cores its load made timing-bound fault tests fail in each of
+# three clean-clone CI runs on 2026-12-05 (different tests each time).
+TEST_WORKERS ?= 0
 test: setup
 	$(BIN)/pytest -q -p no:cacheprovider --timeout=300 -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
