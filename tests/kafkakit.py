@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,11 +107,16 @@ def read_all(bootstrap: str, topic: str, timeout_s: float = 20.0) -> list[Read]:
         consumer.close()
 
 
-def core_windows(bootstrap: str, events_topic: str, config: Config) -> list[dict[str, object]]:
-    """What the pure core makes of the events topic as it stands: the reference output."""
+def core_windows(
+    bootstrap: str, events_topic: str, config: Config, below: Mapping[int, int] | None = None
+) -> list[dict[str, object]]:
+    """What the pure core makes of the events topic as it stands, or of each partition's
+    records below the offset `below` gives for it: the reference output."""
     states: dict[int, PartitionState] = defaultdict(PartitionState)
     windows: list[dict[str, object]] = []
     for record in read_all(bootstrap, events_topic):
+        if below is not None and record.offset >= below.get(record.partition, 0):
+            continue
         try:
             decoded = decode(record.key, record.value)
         except DecodeError:

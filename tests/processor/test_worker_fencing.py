@@ -161,7 +161,7 @@ def test_a_kafka_engine_worker_killed_mid_transaction_is_replaced_at_once(
         produce(kafka_bootstrap, topics.events, more_records())
         wait_for_the_cores_windows(kafka_bootstrap, topics, "every window after the restart")
         assert second.stop() == 0
-    assert_same_windows_as_the_core(kafka_bootstrap, topics)
+    assert_same_windows_as_the_core(kafka_bootstrap, topics, changelog_topic(app_id))
     assert window_copies(kafka_bootstrap, topics.windows) == 0
     assert positions_go_back(kafka_bootstrap, changelog_topic(app_id)) == []
     assert "Traceback" not in second.output
@@ -220,7 +220,7 @@ def test_a_stalled_worker_cannot_write_once_its_partitions_moved(
         fenced = stalled.proc.poll() is not None
         assert fenced or stalled.stop() == 0
     print(f"stalled worker {'fenced' if fenced else 'rejoined'}: exit {stalled.proc.returncode}")
-    assert_same_windows_as_the_core(kafka_bootstrap, topics)
+    assert_same_windows_as_the_core(kafka_bootstrap, topics, changelog)
     assert window_copies(kafka_bootstrap, topics.windows) == 0
     assert positions_go_back(kafka_bootstrap, changelog) == []
     assert "Traceback" not in stalled.output + other.output

@@ -33,8 +33,11 @@ from pathlib import Path
 
 import orjson
 
-from processor.windows import Config
+from processor.changelog import Position, position_key
+from processor.codec import DecodeError, decode
+from processor.windows import Config, Tick
 from tests.kafkakit import (
+    Read,
     by_identity,
     core_windows,
     event_value,
@@ -168,9 +171,18 @@ def killed_on_exit(worker: Worker) -> Iterator[Worker]:
         print(f"--- {worker.log_path.name} (exit {worker.proc.returncode})\n{worker.output}")
 
 
-def assert_same_windows_as_the_core(bootstrap: str, topics: Topics) -> list[dict[str, object]]:
-    """Same set of windows as the core; copies of one window byte-identical. Returns the core's."""
-    expected = core_windows(bootstrap, topics.events, Config(GRACE_MS, RW_S))
+def assert_same_windows_as_the_core(
+    bootstrap: str, topics: Topics, changelog: str | None = None
+) -> list[dict[str, object]]:
+    """Same set of windows as the core; copies of one window byte-identical. Returns the core's.
+
+    With `changelog`, the core runs over what the workers ran: each partition's records
+    below its last committed position, which must be past every webhook event. For
+    workers stopped while ticks still arrive: a tick written after the last one they
+    ran may release windows the core would make of the whole topic. A position
+    commits in the transaction of its batch's windows, so this is exact."""
+    below = None if changelog is None else positions_past_every_event(bootstrap, topics, changelog)
+    expected = core_windows(bootstrap, topics.events, Config(GRACE_MS, RW_S), below)
     written = read_all(bootstrap, topics.windows)
     assert by_identity([orjson.loads(r.value or b"") for r in written]) == by_identity(expected)
     copies: dict[tuple[object, object], set[bytes | None]] = defaultdict(set)
@@ -179,6 +191,30 @@ def assert_same_windows_as_the_core(bootstrap: str, topics: Topics) -> list[dict
         copies[window["window_id"], window["type"]].add(r.value)
     assert all(len(values) == 1 for values in copies.values())
     return expected
+
+
+def positions_past_every_event(bootstrap: str, topics: Topics, changelog: str) -> dict[int, int]:
+    """Each events partition's last committed position in `changelog`, asserted to be
+    past all of its webhook events (only ticks may be left)."""
+    positions = {
+        r.partition: Position.decode(r.value).next_offset
+        for r in read_all(bootstrap, changelog)
+        if r.key == position_key(r.partition) and r.value is not None
+    }
+    unrun = [
+        (r.partition, r.offset)
+        for r in read_all(bootstrap, topics.events)
+        if r.offset >= positions.get(r.partition, 0) and not _is_tick(r)
+    ]
+    assert unrun == [], f"webhook events the workers never ran: {unrun}"
+    return positions
+
+
+def _is_tick(record: Read) -> bool:
+    try:
+        return isinstance(decode(record.key, record.value), Tick)
+    except DecodeError:
+        return False  # to be dead-lettered: run like an event
 
 
 class Feeder(threading.Thread):
