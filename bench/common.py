@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from plumbing.processes import descendants
+
 if TYPE_CHECKING:
     from plumbing.settings import Settings
 
@@ -194,7 +196,7 @@ class Service:
         """User + system CPU time so far of the process and its children (a Faust
         worker's runtime runs in one), from /proc; 0 once it has exited."""
         total = 0
-        for pid in _process_tree(self.pid):
+        for pid in [self.pid, *descendants(self.pid)]:
             try:
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
@@ -206,7 +208,7 @@ class Service:
         """The kernel's high-water marks of the resident sets (VmHWM) of the process and
         its children, added up: at most what they held at once."""
         peaks = []
-        for pid in _process_tree(self.pid):
+        for pid in [self.pid, *descendants(self.pid)]:
             try:
                 status = Path(f"/proc/{pid}/status").read_text()
             except OSError:
@@ -251,23 +253,6 @@ def services() -> Iterator[list[Service]]:
     finally:
         for service in reversed(started):
             service.stop()
-
-
-def _process_tree(pid: int) -> list[int]:
-    """`pid` and its descendants now alive (Linux /proc)."""
-    tree, i = [pid], 0
-    while i < len(tree):
-        try:
-            tasks = list(Path(f"/proc/{tree[i]}/task").iterdir())
-        except OSError:
-            tasks = []
-        for task in tasks:
-            try:
-                tree.extend(int(child) for child in (task / "children").read_text().split())
-            except OSError:
-                continue
-        i += 1
-    return tree
 
 
 class CpuMeter:

@@ -8,8 +8,15 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 
-__all__ = ["FATAL_EXIT_CODE", "collect_young_garbage_less_often", "die_with_parent", "exit_now"]
+__all__ = [
+    "FATAL_EXIT_CODE",
+    "collect_young_garbage_less_often",
+    "descendants",
+    "die_with_parent",
+    "exit_now",
+]
 
 _PR_SET_PDEATHSIG = 1
 # Container allocations between two collections of the youngest generation
@@ -24,6 +31,25 @@ def die_with_parent() -> None:
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes now alive that `pid` started, and theirs, from Linux's /proc
+    (none elsewhere): what a worker's CPU and memory include (the Faust engine's
+    runtime runs in a child process)."""
+    tree, i = [pid], 0
+    while i < len(tree):
+        try:
+            tasks = list(Path(f"/proc/{tree[i]}/task").iterdir())
+        except OSError:
+            tasks = []
+        for task in tasks:
+            try:
+                tree.extend(int(child) for child in (task / "children").read_text().split())
+            except OSError:
+                continue
+        i += 1
+    return tree[1:]
 
 
 def exit_now(code: int) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from plumbing.processes import FATAL_EXIT_CODE
+from plumbing.processes import FATAL_EXIT_CODE, descendants
 from tests.processor.workerkit import (
     SESSION_TIMEOUT_MS,
     Worker,
@@ -84,11 +84,12 @@ def _runtime_process(worker: Worker) -> int:
     """The pid of the worker's runtime process (`processor.runtime_process`)."""
 
     def found() -> int | None:
-        for task in Path(f"/proc/{worker.proc.pid}/task").iterdir():
-            for child in (task / "children").read_text().split():
-                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-                if b"spawn_main" in cmdline:
-                    return int(child)
+        for child in descendants(worker.proc.pid):
+            try:
+                if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    return child
+            except OSError:
+                continue
         return None
 
     wait_until(lambda: found() is not None, 30, "the worker's runtime process")
