@@ -18,10 +18,11 @@ Nothing it holds in memory is current then, so the engines stop the process
 (`FENCED_EXIT_CODE`) rather than guess which partitions are still theirs.
 
 Every transaction call waits in slices and is made again while the error is
-retriable, so a broker outage is ridden out and a SIGTERM still takes effect
-(librdkafka blocks in C past its timeout while the coordinator is down). An
-abort that cannot be completed (a flush that never finishes) replaces the
-producer: a new one with the same `transactional.id` aborts what the old left open.
+retriable, so a short broker outage is ridden out and a SIGTERM still takes
+effect (librdkafka blocks in C past its timeout while the coordinator is down).
+A transaction not committed within `_GIVE_UP_S` is given up on, however it
+waits: its producer is replaced (a new one with the same `transactional.id`
+fences it and aborts what it left open) and the batch runs again.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
@@ -61,12 +63,9 @@ LIBRARY_LOG = logging.getLogger("livewindows.worker.librdkafka")
 _TIMEOUT_S = 30.0  # warn after this long without success
 _WAIT_S = 1.0  # one wait of a transaction call that is made again until it succeeds
 _FLUSH_WAIT_S = 0.1
-# A batch whose records Kafka has not acknowledged for this long is aborted and
-# run again: the transaction timeout, after which the coordinator aborts it anyway.
-_FLUSH_GIVE_UP_S = 60.0
-# A transaction call (each made with a 1 s timeout) that has not returned after
-# this long is given up on, with its producer (see `_interruptible`).
-_STUCK_S = 30.0
+# A transaction not committed within this long is given up on (`_deadline`): the
+# transaction timeout, after which the coordinator aborts it anyway.
+_GIVE_UP_S = 60.0
 _ABORT_TRIES = 5
 _PARALLEL_WRITES = 16  # partitions whose transactions a Faust worker commits at once
 _FENCED = (KafkaError._FENCED, KafkaError.PRODUCER_FENCED)
@@ -78,8 +77,8 @@ class StopUncommitted(Exception):
     """Asked to stop while Kafka could not take the transaction in progress."""
 
 
-class _Stuck(Exception):
-    """A transaction call that has not returned for `_STUCK_S`."""
+class _GivenUp(Exception):
+    """The transaction in progress was not committed within `_GIVE_UP_S`."""
 
 
 class Fenced(Exception):
@@ -132,6 +131,7 @@ class Transactions:
         self._config = config
         self._topics = topics  # destination -> topic name
         self._stopping = stopping
+        self._given_up_at: float | None = None  # while a transaction is in progress
         self._producer = Producer(config)
         self._retrying(self._producer.init_transactions)
 
@@ -141,18 +141,10 @@ class Transactions:
         offsets: Callable[[], tuple[list[TopicPartition], Any]] | None = None,
     ) -> None:
         """The batches in one transaction, with `offsets()` (offsets, group metadata)
-        added if given; `Aborted` (after aborting) if Kafka refused it, or if a
-        call of it never returned (then with a new producer)."""
-        try:
+        added if given; `Aborted` (after aborting) if Kafka refused it, or if it
+        was not committed in time (then with a new producer)."""
+        with self._deadline():
             self._write(batches, offsets)
-        except _Stuck as exc:
-            log.warning(
-                "%s (transactional.id %s): replacing the producer; the batch runs again",
-                exc,
-                self._config["transactional.id"],
-            )
-            self._replace()
-            raise Aborted(str(exc)) from None
 
     def _write(
         self,
@@ -188,14 +180,49 @@ class Transactions:
             raise Aborted(error.str()) from None
 
     def write_changelog(self, partition: int, writes: Sequence[Written]) -> None:
+        with self._deadline():
+            try:
+                self._producer.begin_transaction()
+                for written in writes:
+                    self._produce(written, partition)
+                self._retrying(self._producer.commit_transaction)
+            except KafkaException as exc:
+                self._raise_if_fenced(exc.args[0])
+                raise
+
+    @contextmanager
+    def _deadline(self) -> Iterator[None]:
+        """Give the transaction up `_GIVE_UP_S` after it began, whatever it waits for.
+
+        Waiting longer gains nothing: the coordinator aborts it at the transaction
+        timeout. The waits that check the deadline are those for records to be
+        acknowledged, for a retriable call, and for a call to return at all
+        (twice in the short chaos test a kafka-engine worker whose coordinator's
+        node was killed and restarted waited in one, silent, until it was stopped
+        minutes later). The producer is replaced rather than asked to abort, which
+        it may not do either: the new one's `init_transactions` fences it, so
+        nothing it may still send can commit; its blocked call's thread stays
+        behind with it. The replacement waits without a deadline (a broker outage
+        is ridden out there), and the caller gets `Aborted`: the batch runs again.
+        """
+        self._given_up_at = time.monotonic() + _GIVE_UP_S
         try:
-            self._producer.begin_transaction()
-            for written in writes:
-                self._produce(written, partition)
-            self._retrying(self._producer.commit_transaction)
-        except KafkaException as exc:
-            self._raise_if_fenced(exc.args[0])
-            raise
+            yield
+        except _GivenUp as exc:
+            self._given_up_at = None
+            log.warning(
+                "%s (transactional.id %s): replacing the producer; the batch runs again",
+                exc,
+                self._config["transactional.id"],
+            )
+            self._replace()
+            raise Aborted(str(exc)) from None
+        finally:
+            self._given_up_at = None
+
+    def _give_up_if_late(self, waiting_for: str) -> None:
+        if self._given_up_at is not None and time.monotonic() >= self._given_up_at:
+            raise _GivenUp(f"not committed within {_GIVE_UP_S:.0f} s: {waiting_for}")
 
     def abort(self) -> None:
         """Abort the open transaction; replace the producer if Kafka will not let it."""
@@ -258,21 +285,14 @@ class Transactions:
 
         Records can also wait without the transaction failing, e.g. while the
         producer re-acquires its producer id (librdkafka#3041 reports a commit's
-        flush hanging so). Past `_FLUSH_GIVE_UP_S` the transaction is aborted
-        (`abort` replaces a producer that cannot) and the batch runs again, as
-        after any abort.
+        flush hanging so): until the transaction's deadline.
         """
-        began = warned_at = time.monotonic()
+        warned_at = time.monotonic()
         while (waiting := self._producer.flush(_FLUSH_WAIT_S)) > 0:
             self._raise_if_failed()
             if self._stopping():
                 raise StopUncommitted("Kafka did not acknowledge the batch's records")
-            if time.monotonic() - began >= _FLUSH_GIVE_UP_S:
-                self.abort()
-                raise Aborted(
-                    f"{waiting} record(s) of the batch not acknowledged within "
-                    f"{_FLUSH_GIVE_UP_S:.0f} s"
-                )
+            self._give_up_if_late(f"{waiting} record(s) not acknowledged")
             if time.monotonic() - warned_at >= _TIMEOUT_S:
                 log.warning(
                     "%d record(s) of the batch not acknowledged by Kafka yet, waiting "
@@ -314,6 +334,7 @@ class Transactions:
                     raise
                 if self._stopping():
                     raise StopUncommitted(error.str()) from None
+                self._give_up_if_late(f"Kafka still answers {error.str()}")
                 if time.monotonic() - warned_at >= _TIMEOUT_S:
                     log.warning("transaction call not done yet, retrying: %s", error.str())
                     warned_at = time.monotonic()
@@ -323,14 +344,8 @@ class Transactions:
 
         librdkafka's transaction calls block in C past their timeout while the
         coordinator is unreachable, and Python runs signal handlers only between
-        bytecodes: waiting here keeps a SIGTERM effective during an outage.
-
-        A call can also never return: twice in the short chaos test, a kafka-engine
-        worker whose coordinator's node was killed and restarted waited here, silent,
-        until it was stopped minutes later. Past `_STUCK_S` this raises `_Stuck`;
-        `write` then replaces the producer (the new one fences it, so nothing the
-        stuck call may still do can commit) and the batch runs again. The thread
-        is left behind, blocked, with the old producer.
+        bytecodes: waiting here keeps a SIGTERM effective during an outage, and
+        the transaction's deadline effective for a call that never returns.
         """
         done = threading.Event()
         failed: list[BaseException] = []
@@ -344,12 +359,10 @@ class Transactions:
                 done.set()
 
         threading.Thread(target=run, name="kafka-transaction", daemon=True).start()
-        began = time.monotonic()
         while not done.wait(0.2):
             if self._stopping():
                 raise StopUncommitted("Kafka did not answer")
-            if time.monotonic() - began >= _STUCK_S:
-                raise _Stuck(f"a transaction call did not return within {_STUCK_S:.0f} s")
+            self._give_up_if_late("a call to Kafka did not return")
         if failed:
             raise failed[0]
 
