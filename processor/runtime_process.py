@@ -97,7 +97,7 @@ class RuntimeProcess:
         self._closed = False
         # Started here, by the thread that makes the engine (Faust's main thread),
         # which lives as long as the process: `die_with_parent` watches that thread.
-        self._call(_owned)
+        self._call(_start_now)
 
     def assign(self, partitions: Sequence[int]) -> dict[int, int]:
         return self._call(_assign, list(partitions))
@@ -160,8 +160,9 @@ def _answer(result: T) -> tuple[T, dict[int, int], Counts]:
     return result, positions, runtime.counts
 
 
-def _owned() -> tuple[list[int], dict[int, int], Counts]:
-    return _answer(_the_runtime().owned())
+def _start_now() -> tuple[None, dict[int, int], Counts]:
+    """A first call: the pool starts its process at its first call."""
+    return _answer(None)
 
 
 def _assign(partitions: list[int]) -> tuple[dict[int, int], dict[int, int], Counts]:
