@@ -51,6 +51,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         # and a module's own (tests/bench's quick benchmarks run for a minute).
         if "three_node_cluster" in fixtures:
             item.add_marker(pytest.mark.xdist_group("three_node_cluster"))
+            item.add_marker(pytest.mark.alone)  # it kills and restarts nodes
         elif _uses_a_module_fixture(item):
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 

@@ -177,9 +177,10 @@ def _isr_nowhere(bootstrap: str, topic: str, node: int) -> bool:
 
 @pytest.mark.kafka
 @pytest.mark.timeout(180)
-# Not beside the session's 3-node cluster's tests (`make test`'s other xdist worker):
-# six nodes at once on two cores, and a node's stop took the 20 s it was allowed then.
+# Not beside other tests: six nodes at once on two cores (with the session's 3-node
+# cluster's), and a node's stop took the 20 s it was allowed then.
 @pytest.mark.xdist_group("three_node_cluster")
+@pytest.mark.alone
 def test_cli_cluster_serves_through_a_killed_node_restarts_it_and_stops_on_sigterm(
     tmp_path: Path,
 ) -> None:

@@ -19,7 +19,7 @@ from processor.runtime import Aborted
 from processor.transactions import Transactions, producer_config
 from tests.localkafka import start_cluster
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, pytest.mark.alone]
 
 GIVE_UP_S = 3.0
 STALL_S = 8.0  # the node answers nothing for this long: longer than the give-up

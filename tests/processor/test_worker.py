@@ -171,6 +171,7 @@ def test_worker_sends_poison_records_to_the_dlq_and_keeps_going(
     assert worker.output.count("is not a valid event or tick") == 3
 
 
+@pytest.mark.alone
 def test_worker_killed_mid_stream_resumes_from_its_changelog(
     kafka_bootstrap: str,
     make_topics: Callable[..., list[str]],
@@ -334,6 +335,7 @@ def test_two_workers_in_one_group_write_what_one_would(
 
 
 @pytest.mark.timeout(240)
+@pytest.mark.alone
 @pytest.mark.parametrize("engine_", ["kafka", "faust"])
 def test_worker_stops_on_sigterm_while_kafka_is_down(tmp_path: Path, engine_: str) -> None:
     """An outage must not make a worker unstoppable: the batch it cannot commit is left

@@ -47,7 +47,7 @@ from tests.processor.workerkit import (
 )
 from tests.waiting import wait_until
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, pytest.mark.alone]
 
 INPUTS = 48
 BATCHES = [range(n, n + 2) for n in range(0, INPUTS, 2)]  # over 12 s or more
