@@ -349,10 +349,14 @@ class _FaustEngine:
             await asyncio.to_thread(self.runtime.close)
 
     async def revoke(self, partitions: Iterable[int]) -> None:
+        """Drop the partitions' state. After `close` there is none to drop: Faust
+        revokes partitions when it leaves the group, after `on_before_shutdown`
+        when a rebalance was under way as the worker was told to stop."""
         revoked = list(partitions)
         self._assignable.difference_update(revoked)
         async with self._lock:
-            await asyncio.to_thread(self.runtime.revoke, revoked)
+            if not self._closed:
+                await asyncio.to_thread(self.runtime.revoke, revoked)
 
     async def _seek_back(self, partition: int, offset: int) -> None:
         """Faust delivered `offset` past the position: fetch the partition from its position."""

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from plumbing.processes import FATAL_EXIT_CODE, descendants
+from plumbing.settings import Settings
 from tests.processor.workerkit import (
     SESSION_TIMEOUT_MS,
     Worker,
@@ -133,3 +134,26 @@ def test_a_worker_whose_runtime_process_died_stops_with_exit_70(
         os.kill(_runtime_process(worker), signal.SIGKILL)
         assert worker.proc.wait(30) == FATAL_EXIT_CODE, worker.output
     assert "fatal error, stopping at once" in worker.output
+
+
+async def test_a_revocation_after_the_engine_closed_has_nothing_to_do(
+    kafka_bootstrap: str,
+    make_topics: Callable[..., list[str]],
+) -> None:
+    """Faust revokes a worker's partitions as it leaves the group, after its
+    `on_before_shutdown` closed the engine if a rebalance was under way when the worker
+    was told to stop. That revocation once crashed a stopping worker (exit 1, "cannot
+    schedule new futures after shutdown": the runtime's process was gone)."""
+    import faust
+
+    from processor.app import _FaustEngine
+
+    topics = new_topics(make_topics, partitions=1)
+    settings = Settings(kafka_bootstrap_servers=kafka_bootstrap, events_topic=topics.events)
+    engine = _FaustEngine(faust.App(new_app_id()), settings)
+    try:
+        engine.assigned([0])
+        await engine.close()
+        await engine.revoke([0])
+    finally:
+        engine.ticker.close()
