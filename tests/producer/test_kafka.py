@@ -25,12 +25,12 @@ import orjson
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from livewindows.kafka.launcher import KafkaCluster, free_ports, port_free
+from livewindows.kafka.launcher import KafkaCluster, free_ports
 from plumbing.topics import ensure_topics
 from producer.publisher import KafkaPublisher, PublishTimeout
 from producer.sample_webhooks import sample_requests
 from schemas.records import Event
-from tests.kafkakit import read_all
+from tests.kafkakit import port_with_controller_port, read_all
 from tests.producer import seeds
 from tests.producer.test_app import fp_headers
 
@@ -134,11 +134,12 @@ async def test_concurrent_publishes_keep_the_order_of_each_key(
 
 @pytest.fixture
 def lone_broker() -> Iterator[KafkaCluster]:
-    """A dedicated one-node cluster this test may stop (ports 29100+, not the session's)."""
-    port = 29_100
-    while not (port_free(port) and port_free(port + 100)):
-        port += 1
-    cluster = KafkaCluster([port], heap_mb=384)
+    """A dedicated one-node cluster this test may stop, on a port chosen at random.
+
+    Not the first free one from a fixed base: under pytest-xdist another worker's
+    test then took the port this one's stopped node had freed, and `serve`, still
+    configured with it, published to that broker (202 where 503 was expected)."""
+    cluster = KafkaCluster([port_with_controller_port()], heap_mb=384)
     cluster.start()
     try:
         yield cluster
