@@ -118,7 +118,8 @@ class BatchWriter(Protocol):
         ...
 
     def write_changelog(self, partition: int, writes: Sequence[Written]) -> None:
-        """Changelog writes outside any batch (a redone WAL), atomically."""
+        """Changelog writes outside any batch (a redone WAL), atomically; an exception
+        (`Aborted` among others) fails the restore, and the worker's restart redoes it."""
         ...
 
     def release(self, partitions: Sequence[int]) -> None:
