@@ -66,6 +66,14 @@ _FLUSH_WAIT_S = 0.1
 # A transaction not committed within this long is given up on (`_deadline`): the
 # transaction timeout, after which the coordinator aborts it anyway.
 _GIVE_UP_S = 60.0
+# librdkafka's send_offsets_to_transaction ignores its timeout while the group
+# coordinator is down (librdkafka#5456, open; `creq_ts_timeout` is never checked)
+# and may never return once that broker has left the metadata (#5511): a
+# kafka-engine worker whose coordinator's node was killed and restarted waited in
+# it in two of four clean-clone runs of the short chaos test. Longer than a
+# coordinator's failover (the brokers' 9 s session timeout, then an election), it
+# gives the transaction up as the deadline would, 45 s sooner.
+_SEND_OFFSETS_RETURNS_WITHIN_S = 15.0
 _ABORT_TRIES = 5
 _PARALLEL_WRITES = 16  # partitions whose transactions a Faust worker commits at once
 _FENCED = (KafkaError._FENCED, KafkaError.PRODUCER_FENCED)
@@ -78,7 +86,8 @@ class StopUncommitted(Exception):
 
 
 class _GivenUp(Exception):
-    """The transaction in progress was not committed within `_GIVE_UP_S`."""
+    """The transaction in progress is given up: not committed within `_GIVE_UP_S`, or a
+    call known to hang has not returned (`_SEND_OFFSETS_RETURNS_WITHIN_S`)."""
 
 
 class Fenced(Exception):
@@ -169,7 +178,10 @@ class Transactions:
                 self._flush()
                 tps, group = offsets()
                 producer = self._producer
-                self._retrying(lambda t: producer.send_offsets_to_transaction(tps, group, t))
+                self._retrying(
+                    lambda t: producer.send_offsets_to_transaction(tps, group, t),
+                    returns_within_s=_SEND_OFFSETS_RETURNS_WITHIN_S,
+                )
             self._retrying(self._producer.commit_transaction)
         except KafkaException as exc:
             error: KafkaError = exc.args[0]
@@ -197,13 +209,13 @@ class Transactions:
         Waiting longer gains nothing: the coordinator aborts it at the transaction
         timeout. The waits that check the deadline are those for records to be
         acknowledged, for a retriable call, and for a call to return at all
-        (twice in the short chaos test a kafka-engine worker whose coordinator's
-        node was killed and restarted waited in one, silent, until it was stopped
-        minutes later). The producer is replaced rather than asked to abort, which
-        it may not do either: the new one's `init_transactions` fences it, so
-        nothing it may still send can commit; its blocked call's thread stays
-        behind with it. The replacement waits without a deadline (a broker outage
-        is ridden out there), and the caller gets `Aborted`: the batch runs again.
+        (`send_offsets_to_transaction` may not: see `_SEND_OFFSETS_RETURNS_WITHIN_S`,
+        which gives up sooner the same way). The producer is replaced rather than
+        asked to abort, which it may not do either: the new one's
+        `init_transactions` fences it, so nothing it may still send can commit;
+        its blocked call's thread stays behind with it. The replacement waits
+        without a deadline (a broker outage is ridden out there), and the caller
+        gets `Aborted`: the batch runs again.
         """
         self._given_up_at = time.monotonic() + _GIVE_UP_S
         try:
@@ -315,7 +327,9 @@ class Transactions:
             return
         raise RuntimeError("begin_transaction succeeded within a transaction")
 
-    def _retrying(self, call: Callable[[float], object]) -> None:
+    def _retrying(
+        self, call: Callable[[float], object], returns_within_s: float | None = None
+    ) -> None:
         """`call(timeout)` until it succeeds; a retriable failure (a broker outage) is retried.
 
         Each call waits at most `_WAIT_S`, then is made again (librdkafka resumes a
@@ -326,7 +340,7 @@ class Transactions:
         warned_at = time.monotonic()
         while True:
             try:
-                self._interruptible(lambda: call(_WAIT_S))
+                self._interruptible(lambda: call(_WAIT_S), returns_within_s)
                 return
             except KafkaException as exc:
                 error: KafkaError = exc.args[0]
@@ -339,13 +353,16 @@ class Transactions:
                     log.warning("transaction call not done yet, retrying: %s", error.str())
                     warned_at = time.monotonic()
 
-    def _interruptible(self, call: Callable[[], object]) -> None:
+    def _interruptible(
+        self, call: Callable[[], object], returns_within_s: float | None = None
+    ) -> None:
         """Run a transaction call in a daemon thread and wait for it in slices.
 
         librdkafka's transaction calls block in C past their timeout while the
         coordinator is unreachable, and Python runs signal handlers only between
         bytecodes: waiting here keeps a SIGTERM effective during an outage, and
-        the transaction's deadline effective for a call that never returns.
+        the transaction's deadline effective for a call that never returns (or
+        `returns_within_s`, for a call known to hang).
         """
         done = threading.Event()
         failed: list[BaseException] = []
@@ -359,10 +376,16 @@ class Transactions:
                 done.set()
 
         threading.Thread(target=run, name="kafka-transaction", daemon=True).start()
+        began = time.monotonic()
         while not done.wait(0.2):
             if self._stopping():
                 raise StopUncommitted("Kafka did not answer")
             self._give_up_if_late("a call to Kafka did not return")
+            if returns_within_s is not None and time.monotonic() - began >= returns_within_s:
+                raise _GivenUp(
+                    f"a call to Kafka did not return within {returns_within_s:.0f} s "
+                    "(librdkafka#5456)"
+                )
         if failed:
             raise failed[0]
 

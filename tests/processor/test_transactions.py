@@ -104,3 +104,38 @@ def test_a_transaction_call_that_never_returns_is_given_up_with_its_producer(
 
     writer.write([Batch(0, 1, 2, outputs=[Written("windows", b"k", b"v2", None)])])
     writer.close()
+
+
+class _HangingSendOffsets(_HangingCommit):
+    """A producer whose send_offsets_to_transaction never returns, as librdkafka's
+    does while the group coordinator is down (librdkafka#5456, #5511)."""
+
+    def commit_transaction(self, *args: object) -> None:
+        self._real.commit_transaction(*args)  # type: ignore[attr-defined]
+
+    def send_offsets_to_transaction(self, *_args: object) -> None:
+        threading.Event().wait()
+
+
+def test_offsets_that_never_reach_the_transaction_give_it_up_soon(
+    kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not at the transaction's deadline but within the bound for that call: the
+    batch is aborted, the producer replaced, and the writer goes on."""
+    monkeypatch.setattr(transactions, "_SEND_OFFSETS_RETURNS_WITHIN_S", GIVE_UP_S)
+    topics = {"windows": f"windows-{uuid.uuid4().hex[:12]}"}
+    ensure_topics(kafka_bootstrap, list(topics.values()), 1, 1)
+    txn_id = f"test-offsets-{uuid.uuid4().hex[:12]}"
+    writer = Transactions(producer_config(kafka_bootstrap, txn_id), topics, lambda: False)
+    writer._producer = _HangingSendOffsets(writer._producer)  # type: ignore[assignment]
+
+    began = time.monotonic()
+    with pytest.raises(Aborted, match=f"did not return within {GIVE_UP_S:.0f} s .librdkafka#5456"):
+        writer.write(
+            [Batch(0, 0, 1, outputs=[Written("windows", b"k", b"v1", None)])],
+            lambda: ([], None),  # type: ignore[arg-type,return-value]
+        )
+    assert GIVE_UP_S <= time.monotonic() - began < transactions._GIVE_UP_S / 2
+
+    writer.write([Batch(0, 1, 2, outputs=[Written("windows", b"k", b"v2", None)])])
+    writer.close()
