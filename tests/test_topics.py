@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable
 
 import pytest
-from confluent_kafka import Consumer, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AdminClient,
     AlterConfigOpType,
@@ -127,11 +127,24 @@ def three_nodes(three_node_cluster: Supervised) -> str:
 
 
 def _topic_settings(bootstrap: str, topic: str) -> dict[str, tuple[str | None, int]]:
-    """{name: (value, source)} of a topic's settings, as the broker describes them."""
+    """{name: (value, source)} of a topic's settings, as the broker describes them.
+
+    The request goes to any node, and a node learns of a new topic from the
+    controller's metadata log a moment after the one that created it (later still
+    after the chaos test restarted it): until then it says the topic is unknown."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     resource = ConfigResource(ResourceType.TOPIC, topic)
-    entries = admin.describe_configs([resource])[resource].result(10)
-    return {name: (entry.value, entry.source) for name, entry in entries.items()}
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            entries = admin.describe_configs([resource])[resource].result(10)
+            return {name: (entry.value, entry.source) for name, entry in entries.items()}
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART or (
+                time.monotonic() > deadline
+            ):
+                raise
+            time.sleep(0.2)
 
 
 @pytest.mark.kafka
