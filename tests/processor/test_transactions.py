@@ -41,6 +41,18 @@ def own_node() -> Iterator[KafkaCluster]:
         cluster.stop()
 
 
+def _writer(bootstrap: str, name: str) -> Transactions:
+    """A writer of a new windows topic, with a `transactional.id` of its own."""
+    topics = {"windows": f"windows-{uuid.uuid4().hex[:12]}"}
+    ensure_topics(bootstrap, list(topics.values()), 1, 1)
+    txn_id = f"test-{name}-{uuid.uuid4().hex[:12]}"
+    return Transactions(producer_config(bootstrap, txn_id), topics, lambda: False)
+
+
+def _batch(offset: int) -> list[Batch]:
+    return [Batch(0, offset, offset + 1, outputs=[Written("windows", b"k", b"v", None)])]
+
+
 def test_a_batch_kafka_does_not_acknowledge_is_aborted_and_the_writer_goes_on(
     own_node: KafkaCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -49,11 +61,7 @@ def test_a_batch_kafka_does_not_acknowledge_is_aborted_and_the_writer_goes_on(
     not hold the worker until Kafka answers: past the give-up time the batch is
     aborted, to run again, and the same writer commits the next batch."""
     monkeypatch.setattr(transactions, "_GIVE_UP_S", GIVE_UP_S)
-    bootstrap = own_node.bootstrap
-    topics = {"windows": f"windows-{uuid.uuid4().hex[:12]}"}
-    ensure_topics(bootstrap, list(topics.values()), 1, 1)
-    txn_id = f"test-unacked-{uuid.uuid4().hex[:12]}"
-    writer = Transactions(producer_config(bootstrap, txn_id), topics, lambda: False)
+    writer = _writer(own_node.bootstrap, "unacked")
 
     def offsets() -> tuple[list[object], object]:
         raise AssertionError("the batch's records were acknowledged: the node did not stall")
@@ -64,10 +72,10 @@ def test_a_batch_kafka_does_not_acknowledge_is_aborted_and_the_writer_goes_on(
     threading.Timer(STALL_S, os.kill, (pid, signal.SIGCONT)).start()
     began = time.monotonic()
     with pytest.raises(Aborted, match=f"within {GIVE_UP_S:.0f} s: 1 record.s. not acknowledged"):
-        writer.write([Batch(0, 0, 1, outputs=[Written("windows", b"k", b"v1", None)])], offsets)  # type: ignore[arg-type]
+        writer.write(_batch(0), offsets)  # type: ignore[arg-type]
     assert time.monotonic() - began >= GIVE_UP_S
 
-    writer.write([Batch(0, 1, 2, outputs=[Written("windows", b"k", b"v2", None)])])
+    writer.write(_batch(1))
     writer.close()
 
 
@@ -91,18 +99,15 @@ def test_a_transaction_call_that_never_returns_is_given_up_with_its_producer(
     """The batch is aborted (it runs again), the producer replaced by one that fences
     it, and the writer commits the next batch."""
     monkeypatch.setattr(transactions, "_GIVE_UP_S", GIVE_UP_S)
-    topics = {"windows": f"windows-{uuid.uuid4().hex[:12]}"}
-    ensure_topics(kafka_bootstrap, list(topics.values()), 1, 1)
-    txn_id = f"test-stuck-{uuid.uuid4().hex[:12]}"
-    writer = Transactions(producer_config(kafka_bootstrap, txn_id), topics, lambda: False)
+    writer = _writer(kafka_bootstrap, "stuck")
     writer._producer = _HangingCommit(writer._producer)  # type: ignore[assignment]
 
     began = time.monotonic()
     with pytest.raises(Aborted, match=f"within {GIVE_UP_S:.0f} s: a call to Kafka did not return"):
-        writer.write([Batch(0, 0, 1, outputs=[Written("windows", b"k", b"v1", None)])])
+        writer.write(_batch(0))
     assert time.monotonic() - began >= GIVE_UP_S
 
-    writer.write([Batch(0, 1, 2, outputs=[Written("windows", b"k", b"v2", None)])])
+    writer.write(_batch(1))
     writer.close()
 
 
@@ -123,19 +128,16 @@ def test_offsets_that_never_reach_the_transaction_give_it_up_soon(
     """Not at the transaction's deadline but within the bound for that call: the
     batch is aborted, the producer replaced, and the writer goes on."""
     monkeypatch.setattr(transactions, "_SEND_OFFSETS_RETURNS_WITHIN_S", GIVE_UP_S)
-    topics = {"windows": f"windows-{uuid.uuid4().hex[:12]}"}
-    ensure_topics(kafka_bootstrap, list(topics.values()), 1, 1)
-    txn_id = f"test-offsets-{uuid.uuid4().hex[:12]}"
-    writer = Transactions(producer_config(kafka_bootstrap, txn_id), topics, lambda: False)
+    writer = _writer(kafka_bootstrap, "offsets")
     writer._producer = _HangingSendOffsets(writer._producer)  # type: ignore[assignment]
 
     began = time.monotonic()
     with pytest.raises(Aborted, match=f"did not return within {GIVE_UP_S:.0f} s .librdkafka#5456"):
         writer.write(
-            [Batch(0, 0, 1, outputs=[Written("windows", b"k", b"v1", None)])],
-            lambda: ([], None),  # type: ignore[arg-type,return-value]
+            _batch(0),
+            lambda: ([], None),
         )
     assert GIVE_UP_S <= time.monotonic() - began < transactions._GIVE_UP_S / 2
 
-    writer.write([Batch(0, 1, 2, outputs=[Written("windows", b"k", b"v2", None)])])
+    writer.write(_batch(1))
     writer.close()
