@@ -25,6 +25,7 @@ from plumbing.clients import KEY_PARTITIONER
 from plumbing.settings import Settings
 from plumbing.topics import MIN_INSYNC, TopicsError, ensure_topics, topic_config
 from tests.localkafka import Supervised
+from tests.waiting import wait_until
 
 
 def _settings(bootstrap: str, suffix: str, partitions: int = 3) -> Settings:
@@ -134,17 +135,20 @@ def _topic_settings(bootstrap: str, topic: str) -> dict[str, tuple[str | None, i
     after the chaos test restarted it): until then it says the topic is unknown."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     resource = ConfigResource(ResourceType.TOPIC, topic)
-    deadline = time.monotonic() + 30
-    while True:
+    described: list[dict[str, tuple[str | None, int]]] = []
+
+    def known() -> bool:
         try:
             entries = admin.describe_configs([resource])[resource].result(10)
-            return {name: (entry.value, entry.source) for name, entry in entries.items()}
         except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART or (
-                time.monotonic() > deadline
-            ):
+            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
                 raise
-            time.sleep(0.2)
+            return False
+        described.append({name: (entry.value, entry.source) for name, entry in entries.items()})
+        return True
+
+    wait_until(known, 30, f"a node that knows topic {topic}")
+    return described[0]
 
 
 @pytest.mark.kafka
