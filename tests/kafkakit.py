@@ -112,9 +112,16 @@ def core_windows(
 ) -> list[dict[str, object]]:
     """What the pure core makes of the events topic as it stands, or of each partition's
     records below the offset `below` gives for it: the reference output."""
+    return core_windows_of(read_all(bootstrap, events_topic), config, below)
+
+
+def core_windows_of(
+    records: list[Read], config: Config, below: Mapping[int, int] | None = None
+) -> list[dict[str, object]]:
+    """`core_windows` of events records already read."""
     states: dict[int, PartitionState] = defaultdict(PartitionState)
     windows: list[dict[str, object]] = []
-    for record in read_all(bootstrap, events_topic):
+    for record in records:
         if below is not None and record.offset >= below.get(record.partition, 0):
             continue
         try:

@@ -39,7 +39,7 @@ from processor.windows import Config, Tick
 from tests.kafkakit import (
     Read,
     by_identity,
-    core_windows,
+    core_windows_of,
     event_value,
     produce,
     read_all,
@@ -181,8 +181,9 @@ def assert_same_windows_as_the_core(
     workers stopped while ticks still arrive: a tick written after the last one they
     ran may release windows the core would make of the whole topic. A position
     commits in the transaction of its batch's windows, so this is exact."""
-    below = None if changelog is None else positions_past_every_event(bootstrap, topics, changelog)
-    expected = core_windows(bootstrap, topics.events, Config(GRACE_MS, RW_S), below)
+    events = read_all(bootstrap, topics.events)
+    below = None if changelog is None else positions_past_every_event(bootstrap, events, changelog)
+    expected = core_windows_of(events, Config(GRACE_MS, RW_S), below)
     written = read_all(bootstrap, topics.windows)
     assert by_identity([orjson.loads(r.value or b"") for r in written]) == by_identity(expected)
     copies: dict[tuple[object, object], set[bytes | None]] = defaultdict(set)
@@ -193,9 +194,11 @@ def assert_same_windows_as_the_core(
     return expected
 
 
-def positions_past_every_event(bootstrap: str, topics: Topics, changelog: str) -> dict[int, int]:
+def positions_past_every_event(
+    bootstrap: str, events: list[Read], changelog: str
+) -> dict[int, int]:
     """Each events partition's last committed position in `changelog`, asserted to be
-    past all of its webhook events (only ticks may be left)."""
+    past all of its webhook `events` (only ticks may be left)."""
     positions = {
         r.partition: Position.decode(r.value).next_offset
         for r in read_all(bootstrap, changelog)
@@ -203,7 +206,7 @@ def positions_past_every_event(bootstrap: str, topics: Topics, changelog: str) -
     }
     unrun = [
         (r.partition, r.offset)
-        for r in read_all(bootstrap, topics.events)
+        for r in events
         if r.offset >= positions.get(r.partition, 0) and not _is_tick(r)
     ]
     assert unrun == [], f"webhook events the workers never ran: {unrun}"
